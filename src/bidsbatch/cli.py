@@ -1,0 +1,105 @@
+"""The ``bidsbatch`` command line: thin, it parses, calls the API and renders.
+
+Errors are typed (``bidsbatch.errors``) and turned into one line and an exit
+code here, in one place: 2 for usage, 1 for failures. ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from . import __version__
+from .console import err_console
+from .errors import BidsbatchError
+
+app = typer.Typer(
+    name="bidsbatch",
+    help="Run a BIDS App over every scan of a BIDS dataset: locally, on AWS Batch, on Slurm.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state: dict[str, Any] = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"bidsbatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    """Every command group registers itself here: one place, no hand-synced lists."""
+    from . import cli_commands
+
+    cli_commands.register(app)
+    try:
+        from . import cli_aws
+    except ImportError:  # the AWS environment commands are optional while they are built
+        return
+    cli_aws.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    _register()
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, standalone_mode=False)
+    except BidsbatchError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {_escape(exc.message)}", highlight=False)
+        if exc.hint:
+            err_console.print(f"  [dim]hint:[/] {_escape(exc.hint)}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("[yellow]aborted[/]")
+        return 1
+    except Exception as exc:  # click's usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show(file=sys.stderr)
+            return exc.exit_code
+        if debug:
+            raise
+        err_console.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: {_escape(str(exc))}",
+            highlight=False,
+        )
+        err_console.print("  [dim]hint:[/] rerun with --debug for the traceback")
+        return 1
+    return 0
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""The commands that execute and watch runs: run, worker, status, logs, retry, cancel."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the execution commands to ``app``."""

@@ -1,0 +1,172 @@
+"""Specs and run records: the JSON files a plan writes.
+
+A :class:`Spec` is everything one job needs to process one scan (the "one
+JSON per scan" of the old cloud scripts), and nothing secret. A
+:class:`RunInfo` (``run.json``) describes the whole run. Both serialise
+deterministically: sorted keys, no timestamps, so the same plan gives
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import UsageError
+from .locations import ObjectInfo, S3Options
+
+SPEC_VERSION = 1
+
+
+def canonical_json(data: Any) -> str:
+    """Sorted keys, two-space indent, trailing newline: stable bytes for stable data."""
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def sha256_of(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input of a scan: key relative to the dataset root, size, checksum if known."""
+
+    key: str
+    size: int
+    etag: str | None = None
+
+    @classmethod
+    def from_object(cls, obj: ObjectInfo) -> InputFile:
+        return cls(obj.key, obj.size, obj.etag)
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    vcpus: float
+    memory_mib: int
+    gpus: int
+    disk_gib: int
+    timeout_minutes: int
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one job needs to process one scan. Never credentials."""
+
+    run_id: str
+    scan_id: str
+    participant: str
+    session: str | None
+    dataset: str
+    output: str
+    pipeline: str
+    image: str
+    argv: list[str]
+    inputs: list[InputFile]
+    resources: ResourceSpec
+    attempts: int
+    config_hash: str
+    env: dict[str, str] = field(default_factory=dict)
+    output_excludes: list[str] = field(default_factory=list)
+    requester_pays: bool = False
+    no_sign_request: bool = False
+    spec_version: int = SPEC_VERSION
+
+    @property
+    def s3_options(self) -> S3Options:
+        return S3Options(requester_pays=self.requester_pays, no_sign_request=self.no_sign_request)
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(f.size for f in self.inputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "spec") -> Spec:
+        try:
+            version = data.get("spec_version")
+            if version != SPEC_VERSION:
+                raise UsageError(
+                    f"{source}: spec version {version!r} is not {SPEC_VERSION}",
+                    hint="plan the run again with this version of bidsbatch",
+                )
+            known = {f.name for f in fields(cls)}
+            values = {k: v for k, v in data.items() if k in known}
+            values["inputs"] = [InputFile(**f) for f in data["inputs"]]
+            values["resources"] = ResourceSpec(**data["resources"])
+            return cls(**values)
+        except UsageError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{source}: not a valid bidsbatch spec ({exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "spec") -> Spec:
+        try:
+            data = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{source}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{source}: a spec must be a JSON object")
+        return cls.from_dict(data, source=source)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """``run.json``: what a run is (dataset, output, pipeline, selection, scans)."""
+
+    run_id: str
+    dataset: str
+    dataset_name: str
+    output: str
+    pipeline: dict[str, Any]
+    pipeline_source: str
+    selection: dict[str, Any]
+    scans: list[str]
+    bidsbatch_version: str
+    requester_pays: bool = False
+    no_sign_request: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def s3_options(self) -> S3Options:
+        return S3Options(requester_pays=self.requester_pays, no_sign_request=self.no_sign_request)
+
+    def to_json(self) -> str:
+        return canonical_json(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "run.json") -> RunInfo:
+        try:
+            data = json.loads(text)
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise UsageError(f"{source}: not a valid run record ({exc})") from None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Index -> scan of a run, for array jobs: child ``i`` runs ``specs[i]``."""
+
+    run_id: str
+    specs: list[str]  # URIs (or paths relative to the manifest) of the specs, by index
+
+    def to_json(self) -> str:
+        return canonical_json(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "manifest") -> Manifest:
+        try:
+            data = json.loads(text)
+            return cls(run_id=data["run_id"], specs=list(data["specs"]))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise UsageError(f"{source}: not a valid manifest ({exc})") from None
