@@ -238,7 +238,7 @@ class _Crawler:
         root_sidecars: list[tuple[ObjectInfo, BidsName]],
     ) -> list[Scan]:
         sub = f"sub-{label}/"
-        meta: list[ObjectInfo] = []  # sub-X_sessions.tsv/json: every scan of X gets them
+        meta: list[ObjectInfo] = []  # sessions.tsv, scans.tsv...: every scan of X gets them
         sub_sidecars: list[tuple[ObjectInfo, BidsName]] = []
         by_session: dict[str | None, list[ObjectInfo]] = {}
         for obj in objects:
@@ -249,12 +249,11 @@ class _Crawler:
             if len(parts) == 1:
                 name = parse_name(parts[0])
                 self._check_name(obj.key, subject=label)
-                if name is not None and name.suffix == "sessions":
-                    meta.append(obj)
-                elif name is not None and _inheritable(name) and "session" not in name.entities:
+                if name is not None and _inheritable(name) and "session" not in name.entities:
                     sub_sidecars.append((obj, name))
                 else:
-                    by_session.setdefault(None, []).append(obj)
+                    # Subject-level metadata (sessions.tsv, scans.tsv...): every scan of X.
+                    meta.append(obj)
                 continue
             session = None
             if parts[0].startswith("ses-"):

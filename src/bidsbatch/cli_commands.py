@@ -77,15 +77,18 @@ def synth_command(
     if subjects < 1:
         raise UsageError("--subjects must be at least 1")
     labels = [s.strip() for s in sessions.split(",") if s.strip()]
-    out = make_dataset(
-        path,
-        subjects=subjects,
-        sessions=labels or None,
-        runs=runs,
-        modalities=[m.strip() for m in modalities.split(",") if m.strip()],
-        inherited_sidecars=inherited,
-        seed=seed,
-    )
+    try:
+        out = make_dataset(
+            path,
+            subjects=subjects,
+            sessions=labels or None,
+            runs=runs,
+            modalities=[m.strip() for m in modalities.split(",") if m.strip()],
+            inherited_sidecars=inherited,
+            seed=seed,
+        )
+    except (ValueError, FileExistsError) as exc:
+        raise UsageError(f"cannot write the dataset: {exc}") from None
     err_console.print(f"wrote a BIDS dataset of {subjects} subject(s) to {out}")
 
 

@@ -309,14 +309,27 @@ def make_s3_client(options: S3Options = S3Options(), *, max_pool_connections: in
             from botocore import UNSIGNED
             from botocore.config import Config
 
+            # Our defaults, unless the standard AWS variables say otherwise (an
+            # explicit Config would otherwise silently override them).
+            retries = {
+                "mode": os.environ.get("AWS_RETRY_MODE") or "adaptive",
+                "max_attempts": _int_env("AWS_MAX_ATTEMPTS", 8),
+            }
             config = Config(
-                retries={"mode": "adaptive", "max_attempts": 8},
+                retries=retries,
                 max_pool_connections=max_pool_connections,
                 signature_version=UNSIGNED if options.no_sign_request else None,
             )
             client = boto3.session.Session().client("s3", config=config)
             _client_cache[key] = client
         return client
+
+
+def _int_env(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, "")))
+    except ValueError:
+        return default
 
 
 class S3Location(Location):
@@ -476,12 +489,13 @@ class S3Location(Location):
         from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import (
             ClientError,
-            ConnectionClosedError,
-            EndpointConnectionError,
+            FlexibleChecksumError,
+            HTTPClientError,
+            IncompleteReadError,
             NoCredentialsError,
             PartialCredentialsError,
-            ReadTimeoutError,
         )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         where = self.describe(key)
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
@@ -490,7 +504,10 @@ class S3Location(Location):
                 hint="configure a profile (aws configure, AWS_PROFILE) or pass "
                 "--no-sign-request for a public bucket",
             )
-        if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError):
+        if isinstance(exc, HTTPClientError | BotoConnectionError | IncompleteReadError
+                      | FlexibleChecksumError):
+            # Refused/reset/timed-out connections, bodies cut short, a body that
+            # failed its checksum: all may pass on a retry.
             return TransientStorageError(f"cannot reach S3 for {where}: {exc}")
         if isinstance(exc, S3UploadFailedError):
             text = str(exc)

@@ -1,0 +1,1 @@
+"""BIDS Apps shipped with bidsbatch (``demo``: a small real one for demos and tests)."""
