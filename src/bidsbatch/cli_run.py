@@ -7,3 +7,6 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the execution commands to ``app``."""
+    from . import cli_worker
+
+    cli_worker.register(app)

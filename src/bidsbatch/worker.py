@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -119,7 +118,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Terminated(BaseException):  # noqa: N818 - a signal, not an error
+class Terminated(BaseException):
     """The worker was asked to stop (SIGTERM: Batch stopping the job, a Spot reclaim).
 
     A BaseException so that no ``except Exception`` in between swallows it; the
@@ -206,7 +205,7 @@ class WorkerLog:
                 pass  # a closed stdout must not stop the job; the file still has it
             if self._file is not None:
                 self._file.write(line)
-            else:
+            elif self._path is None:
                 self._buffer.append(line)
 
     def info(self, text: str) -> None:
@@ -239,18 +238,20 @@ class WorkerLog:
     def text(self) -> str:
         """Everything logged so far."""
         with self._lock:
-            if self._file is None or self._path is None:
+            if self._path is None:
                 return "".join(self._buffer)
-            self._file.flush()
+            if self._file is not None:
+                self._file.flush()
             return self._path.read_text(encoding="utf-8", errors="replace")
 
     def close(self) -> None:
+        """Close the file; later lines go to the stream only."""
         with self._lock:
             if self._file is not None:
-                self._buffer = [self._path.read_text(encoding="utf-8", errors="replace")] \
-                    if self._path and self._path.exists() else []
                 self._file.close()
                 self._file = None
+            self._path = None
+            self._buffer.clear()
 
 
 class _ProgressLine:

@@ -877,7 +877,8 @@ class _Setup:
         if profile is None:
             self.record(kind, name, "created", f"holds role {role_name}")
             if self.dry_run:
-                return f"arn:{ident.partition}:iam::{ident.account}:instance-profile{IAM_PATH}{name}"
+                return (f"arn:{ident.partition}:iam::{ident.account}:"
+                        f"instance-profile{IAM_PATH}{name}")
             profile = iam.create_instance_profile(
                 InstanceProfileName=name, Path=IAM_PATH, Tags=_tag_list(self.names.tags)
             )["InstanceProfile"]
@@ -1193,7 +1194,7 @@ def _ce_differences(have: dict[str, Any], want: dict[str, Any]) -> tuple[list[st
     for key in ("instanceTypes", "subnets", "securityGroupIds"):
         if sorted(have.get(key) or []) != sorted(want[key]):
             infra.append(key)
-    if str(have.get("instanceRole", "")).rsplit("/", 1)[-1] != want["instanceRole"].rsplit("/", 1)[-1]:
+    if not _same_role(have.get("instanceRole"), want["instanceRole"]):
         infra.append("instanceRole")
     lt_have = have.get("launchTemplate") or {}
     lt_want = want["launchTemplate"]
@@ -1476,20 +1477,21 @@ def _delete(res: Resource, clients: AwsClients, waiter: Waiter) -> None:
 def _delete_job_queue(batch: Any, arn: str, waiter: Waiter) -> None:
     name = arn.rsplit("/", 1)[-1]
     current = _describe_queue(batch, name)
-    if current is None:
-        return
-    if current.get("status") != "DELETING":
-        if current.get("status") in ("CREATING", "UPDATING"):
-            current = waiter.until(f"job queue {name} to settle", lambda: _settled_queue(batch, name))
+    if current is not None and current.get("status") != "DELETING":
+        # A queue must be DISABLED, and not in the middle of an update, to be deleted.
+        current = waiter.until(f"job queue {name} to settle", lambda: _settled_queue(batch, name))
         if current and current.get("state") != "DISABLED":
             batch.update_job_queue(jobQueue=arn, state="DISABLED")
-            waiter.until(f"job queue {name} to be disabled", lambda: _settled_queue(batch, name))
-        batch.delete_job_queue(jobQueue=arn)
+            current = waiter.until(f"job queue {name} to be disabled",
+                                   lambda: _settled_queue(batch, name))
+        if current:
+            batch.delete_job_queue(jobQueue=arn)
     waiter.until(f"job queue {name} to be deleted",
                  lambda: True if _describe_queue(batch, name) is None else None)
 
 
 def _settled_queue(batch: Any, name: str) -> dict[str, Any] | None:
+    """The queue once no update is under way; {} when it is gone; None meanwhile."""
     q = _describe_queue(batch, name)
     if q is None:
         return {}
@@ -1497,6 +1499,7 @@ def _settled_queue(batch: Any, name: str) -> dict[str, Any] | None:
 
 
 def _settled_ce(batch: Any, name: str) -> dict[str, Any] | None:
+    """The compute environment once no update is under way; {} when gone; None meanwhile."""
     ce = _describe_ce(batch, name)
     if ce is None:
         return {}
@@ -1506,14 +1509,14 @@ def _settled_ce(batch: Any, name: str) -> dict[str, Any] | None:
 def _delete_compute_environment(batch: Any, current: dict[str, Any], waiter: Waiter) -> None:
     name = current["computeEnvironmentName"]
     if current.get("status") != "DELETING":
-        if current.get("status") in ("CREATING", "UPDATING"):
-            current = waiter.until(f"compute environment {name} to settle",
-                                   lambda: _settled_ce(batch, name))
-        if current and current.get("state") != "DISABLED":
+        settled = waiter.until(f"compute environment {name} to settle",
+                               lambda: _settled_ce(batch, name))
+        if settled and settled.get("state") != "DISABLED":
             batch.update_compute_environment(computeEnvironment=name, state="DISABLED")
-            waiter.until(f"compute environment {name} to be disabled",
-                         lambda: _settled_ce(batch, name))
-        batch.delete_compute_environment(computeEnvironment=name)
+            settled = waiter.until(f"compute environment {name} to be disabled",
+                                   lambda: _settled_ce(batch, name))
+        if settled:
+            batch.delete_compute_environment(computeEnvironment=name)
     # Its instances use the roles, launch template and security group: wait until gone.
     waiter.until(f"compute environment {name} to be deleted",
                  lambda: True if _describe_ce(batch, name) is None else None)

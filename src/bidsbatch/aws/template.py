@@ -119,8 +119,8 @@ def cloudformation_template(spec: EnvironmentSpec) -> dict[str, Any]:
     }
     order = []
     for i, market in enumerate(spec.markets):
-        logical = "SpotComputeEnvironment" if market is Market.SPOT else "OnDemandComputeEnvironment"
         spot = market is Market.SPOT
+        logical = "SpotComputeEnvironment" if spot else "OnDemandComputeEnvironment"
         compute: dict[str, Any] = {
             "Type": "SPOT" if spot else "EC2",
             "AllocationStrategy": "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot
