@@ -138,13 +138,27 @@ def make_tools(env: dict[str, str], endpoint: str, *, workers: int, chunk_mib: i
 
     with contextlib.suppress(ImportError):
         import awscrt  # noqa: F401
-        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+        import botocore.session
+        from s3transfer.crt import (
+            BotocoreCRTCredentialsWrapper,
+            BotocoreCRTRequestSerializer,
+            CRTTransferManager,
+            create_s3_crt_client,
+        )
+
+        # boto3's own CRT path (TransferConfig(preferred_transfer_client="crt"))
+        # hard-codes TLS and the default endpoint, so it cannot reach moto;
+        # build the same s3transfer CRT manager by hand with the endpoint.
+        session = botocore.session.Session()
+        creds = BotocoreCRTCredentialsWrapper(session.get_credentials())
+        crt_client = create_s3_crt_client(
+            region="us-east-1", crt_credentials_provider=creds.to_crt_credentials_provider(),
+            use_ssl=False, part_size=chunk_mib * MiB)
+        serializer = BotocoreCRTRequestSerializer(
+            session, {"region_name": "us-east-1", "endpoint_url": endpoint})
 
         def crt_manager():  # type: ignore[no-untyped-def]
-            cfg = TransferConfig(preferred_transfer_client="crt",
-                                 multipart_threshold=chunk_mib * MiB,
-                                 multipart_chunksize=chunk_mib * MiB)
-            return create_transfer_manager(client, cfg)
+            return CRTTransferManager(crt_client, serializer)
 
         def crt_download(dest: Path) -> None:
             with crt_manager() as tm:

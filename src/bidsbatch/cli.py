@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of raising.
+        rv = app(args=args, standalone_mode=False)
+        if isinstance(rv, int):
+            return rv
     except BidsbatchError as exc:
         if debug:
             raise

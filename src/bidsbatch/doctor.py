@@ -31,6 +31,7 @@ from .aws.environment import (
 from .aws.policies import S3Prefix
 from .config import EnvironmentSettings, load_environment
 from .errors import BidsbatchError
+from .markers import STATE_PREFIX
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
 
@@ -256,7 +257,8 @@ class _Doctor:
         if out_uri:
             self.check_permissions(
                 label=f"{label} writes {out_uri}", uri=out_uri, documents=documents,
-                boundary=boundary, actions=("s3:GetObject", "s3:PutObject"), partition=partition,
+                boundary=boundary, partition=partition,
+                actions=("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
                 fix=self.fix_command(output=out_uri),
             )
 
@@ -268,6 +270,7 @@ class _Doctor:
         except BidsbatchError as exc:
             self.add(label, FAIL, exc.message, "name an s3://BUCKET/PREFIX location")
             return
+
         def allowed(action: str, resource: str, context: dict[str, str] | None = None) -> bool:
             # A permissions boundary caps the role: both must allow.
             return all(
@@ -279,8 +282,11 @@ class _Doctor:
         if not allowed("s3:ListBucket", loc.bucket_arn(partition),
                        {"s3:prefix": loc.listing_prefix}):
             denied.append("s3:ListBucket")
-        probe = loc.object_arn(".bidsbatch/probe", partition)
-        denied += [a for a in actions if not allowed(a, probe)]
+        # Outputs anywhere below the prefix; deletions only in the run state.
+        output_key = loc.object_arn("sub-probe/probe.json", partition)
+        state_key = loc.object_arn(f"{STATE_PREFIX}/done/probe.json", partition)
+        denied += [a for a in actions
+                   if not allowed(a, state_key if a == "s3:DeleteObject" else output_key)]
         if denied:
             self.add(label, FAIL, f"the job role lacks {', '.join(denied)} on {uri}", fix)
         else:
@@ -333,7 +339,7 @@ class _Doctor:
         except BidsbatchError as exc:
             self.add(label, FAIL, exc.message, "name an s3://BUCKET/PREFIX location")
             return
-        key = f"{loc.listing_prefix}.bidsbatch/doctor-probe-{uuid.uuid4().hex}"
+        key = f"{loc.listing_prefix}{STATE_PREFIX}/doctor-probe-{uuid.uuid4().hex}"
         try:
             s3.put_object(Bucket=loc.bucket, Key=key, Body=b"bidsbatch doctor probe\n", **extra)
         except Exception as exc:

@@ -572,7 +572,7 @@ def upload_tree(
             return _pool_round(batch, upload_one, max_workers=max_workers,
                                translate=_as_storage_error)
     _with_retries(jobs, one_round, retry=retry, what="upload")
-    return sorted(OutputFile(j.key, j.size, checksums[j.key]) for j in jobs)
+    return sorted((OutputFile(j.key, j.size, checksums[j.key]) for j in jobs), key=lambda o: o.key)
 
 
 def _s3_upload_round(

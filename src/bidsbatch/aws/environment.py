@@ -42,6 +42,7 @@ from urllib.parse import unquote
 
 from ..config import EnvironmentSettings, remove_environment, save_environment
 from ..errors import BidsbatchError, UsageError
+from ..markers import STATE_PREFIX
 from . import policies
 from .network import resolve_network
 from .policies import S3Prefix
@@ -732,6 +733,7 @@ class _Setup:
                     log_group=log_group_arn,
                     partition=ident.partition,
                     requester_pays=spec.requester_pays,
+                    deletable=STATE_PREFIX,
                 ),
                 description=f"bidsbatch {spec.name}: jobs read the datasets, write the output",
             )

@@ -5,8 +5,10 @@ with the data and nothing else:
 
 - ``s3:ListBucket`` on each dataset bucket, limited to the dataset prefixes by
   an ``s3:prefix`` condition, and ``s3:GetObject`` on the objects below them;
-- the same on the output prefix, plus ``s3:PutObject`` (``s3:DeleteObject``
-  only when asked: a worker overwrites, it never needs to delete);
+- the same on the output prefix, plus ``s3:PutObject``; ``s3:DeleteObject``
+  only below the run-state prefix (``OUTPUT/.bidsbatch/``), where the worker
+  removes a stale completion marker or failure record; outputs are
+  overwritten, never deleted;
 - ``logs:CreateLogStream`` and ``logs:PutLogEvents`` on its own log group.
 
 No ``s3:*`` action and no ``*`` resource on any S3 action.
@@ -116,11 +118,13 @@ def job_role_policy(
     log_group: str,
     partition: str,
     requester_pays: bool = False,
-    allow_delete: bool = False,
+    deletable: str | None = None,
 ) -> dict[str, Any]:
     """The least-privilege permissions of a job: read datasets, write output, write logs.
 
     ``log_group`` is the log group's ARN (see :func:`log_group_arn`).
+    ``deletable`` is the key prefix below the output where jobs may delete
+    objects (the run state), or None for nowhere.
     ``requester_pays`` changes no action (a Requester Pays read is an ordinary
     ``s3:GetObject`` whose cost goes to the caller); it names the statement so
     that a reader of the policy sees the intent.
@@ -138,15 +142,23 @@ def job_role_policy(
             }
         )
     statements += _list_statements("ListOutput", [output], partition)
-    actions = ["s3:GetObject", "s3:PutObject"] + (["s3:DeleteObject"] if allow_delete else [])
     statements.append(
         {
             "Sid": "ReadWriteOutput",
             "Effect": "Allow",
-            "Action": actions,
+            "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": output.objects_arn(partition),
         }
     )
+    if deletable:
+        statements.append(
+            {
+                "Sid": "DeleteRunState",
+                "Effect": "Allow",
+                "Action": "s3:DeleteObject",
+                "Resource": output.object_arn(f"{deletable.strip('/')}/*", partition),
+            }
+        )
     statements.append(
         {
             "Sid": "WriteLogs",

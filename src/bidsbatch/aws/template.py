@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..markers import STATE_PREFIX
 from . import policies
 from .environment import JOB_POLICY_NAME, TAG_KEY, EnvironmentSpec, Market
 
@@ -87,6 +88,7 @@ def cloudformation_template(spec: EnvironmentSpec) -> dict[str, Any]:
         ),
         partition=_PARTITION,
         requester_pays=spec.requester_pays,
+        deletable=STATE_PREFIX,
     )
     resources["JobRole"] = {
         "Type": "AWS::IAM::Role",

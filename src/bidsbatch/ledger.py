@@ -1,0 +1,308 @@
+"""The run ledger: a SQLite record of what was submitted and what happened.
+
+One file per run (``ledger.sqlite`` in the run directory). Per scan: state,
+attempts, executor job id, start/end, exit code, reason, log location; per
+attempt: its own times and outcome (for cost); the executor's jobs; and a
+small key/value table for run-level facts (executor, supervisor pid, group
+step). It is a record, not the truth of "done": that is the completion
+marker (``markers.py``). Several processes may use it at once (the local
+supervisor writes, ``status`` reads), so it runs in WAL mode with a busy
+timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PLANNED = "planned"
+SUBMITTED = "submitted"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+SKIPPED = "skipped"
+
+STATES = (PLANNED, SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED, SKIPPED)
+ACTIVE = (SUBMITTED, RUNNING)
+FINAL = (SUCCEEDED, FAILED, CANCELLED, SKIPPED)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime | None) -> str | None:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds") if ts else None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scans (
+    scan_id     TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    job_id      TEXT,
+    started_at  TEXT,
+    finished_at TEXT,
+    exit_code   INTEGER,
+    reason      TEXT,
+    log         TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    scan_id     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    job_id      TEXT,
+    started_at  TEXT,
+    finished_at TEXT,
+    exit_code   INTEGER,
+    reason      TEXT,
+    cpu_seconds REAL,
+    market      TEXT,
+    instance_type TEXT,
+    PRIMARY KEY (scan_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id       TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    executor     TEXT NOT NULL,
+    submitted_at TEXT NOT NULL,
+    scans        TEXT NOT NULL,
+    details      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    scan_id: str
+    state: str
+    attempts: int
+    job_id: str | None
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    reason: str | None
+    log: str | None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at or not self.finished_at:
+            return None
+        a = datetime.fromisoformat(self.started_at)
+        b = datetime.fromisoformat(self.finished_at)
+        return max(0.0, (b - a).total_seconds())
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    scan_id: str
+    attempt: int
+    job_id: str | None
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    reason: str | None
+    cpu_seconds: float | None
+    market: str | None
+    instance_type: str | None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    kind: str
+    executor: str
+    submitted_at: str
+    scans: list[str]
+    details: dict[str, Any]
+
+
+class Ledger:
+    """The SQLite record of one run. Open with :meth:`open`; use as a context manager."""
+
+    def __init__(self, conn: sqlite3.Connection, *, clock: Clock = utcnow) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    @classmethod
+    def open(cls, path: Path | str, *, clock: Clock = utcnow) -> Ledger:
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.executescript(_SCHEMA)
+        return cls(conn, clock=clock)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: one commit (and one fsync) for many updates."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def now(self) -> str:
+        return iso(self._clock()) or ""
+
+    # -- scans
+
+    def add_scans(self, scan_ids: Iterable[str]) -> None:
+        """Record scans as planned (those already known keep their state)."""
+        now = self.now()
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO scans (scan_id, state, updated_at) VALUES (?, ?, ?)",
+                [(s, PLANNED, now) for s in scan_ids],
+            )
+
+    def update(self, scan_id: str, **fields: Any) -> None:
+        """Set columns of one scan (state, job_id, exit_code, reason, log, times...)."""
+        if not fields:
+            return
+        fields["updated_at"] = self.now()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        cur = self._conn.execute(
+            f"UPDATE scans SET {cols} WHERE scan_id = ?", [*fields.values(), scan_id]
+        )
+        if cur.rowcount == 0:
+            raise KeyError(f"no scan {scan_id} in the ledger")
+
+    def update_many(self, scan_ids: Iterable[str], **fields: Any) -> None:
+        with self.transaction():
+            for scan_id in scan_ids:
+                self.update(scan_id, **fields)
+
+    def start_attempt(self, scan_id: str, *, job_id: str | None = None,
+                      started_at: str | None = None) -> int:
+        """A new attempt begins: count it, mark the scan running. Returns its number."""
+        started = started_at or self.now()
+        with self.transaction():
+            row = self._conn.execute(
+                "SELECT attempts FROM scans WHERE scan_id = ?", (scan_id,)
+            ).fetchone()
+            attempt = (row[0] if row else 0) + 1
+            self.update(scan_id, state=RUNNING, attempts=attempt, started_at=started,
+                        finished_at=None, exit_code=None, reason=None,
+                        **({"job_id": job_id} if job_id else {}))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO attempts (scan_id, attempt, job_id, started_at) "
+                "VALUES (?, ?, ?, ?)",
+                (scan_id, attempt, job_id, started),
+            )
+        return attempt
+
+    def finish_attempt(self, scan_id: str, *, state: str, exit_code: int | None,
+                       reason: str | None = None, cpu_seconds: float | None = None,
+                       finished_at: str | None = None) -> None:
+        """The current attempt ended: record its outcome and the scan's state."""
+        finished = finished_at or self.now()
+        with self.transaction():
+            row = self._conn.execute(
+                "SELECT attempts FROM scans WHERE scan_id = ?", (scan_id,)
+            ).fetchone()
+            self.update(scan_id, state=state, exit_code=exit_code, reason=reason,
+                        finished_at=finished)
+            if row and row[0]:
+                self._conn.execute(
+                    "UPDATE attempts SET finished_at = ?, exit_code = ?, reason = ?, "
+                    "cpu_seconds = ? WHERE scan_id = ? AND attempt = ?",
+                    (finished, exit_code, reason, cpu_seconds, scan_id, row[0]),
+                )
+
+    def record_attempt(self, record: AttemptRecord) -> None:
+        """Insert or replace one attempt as an executor reports it (Batch attempts)."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.scan_id, record.attempt, record.job_id, record.started_at,
+             record.finished_at, record.exit_code, record.reason, record.cpu_seconds,
+             record.market, record.instance_type),
+        )
+
+    def scan(self, scan_id: str) -> ScanRecord | None:
+        row = self._conn.execute(
+            "SELECT scan_id, state, attempts, job_id, started_at, finished_at, exit_code, "
+            "reason, log FROM scans WHERE scan_id = ?", (scan_id,)
+        ).fetchone()
+        return ScanRecord(*row) if row else None
+
+    def scans(self, *, states: Iterable[str] | None = None) -> list[ScanRecord]:
+        sql = ("SELECT scan_id, state, attempts, job_id, started_at, finished_at, exit_code, "
+               "reason, log FROM scans")
+        args: list[str] = []
+        if states is not None:
+            states = list(states)
+            sql += f" WHERE state IN ({', '.join('?' * len(states))})"
+            args = states
+        return [ScanRecord(*r) for r in self._conn.execute(sql + " ORDER BY scan_id", args)]
+
+    def attempts(self, scan_id: str | None = None) -> list[AttemptRecord]:
+        sql = "SELECT * FROM attempts"
+        args: tuple[str, ...] = ()
+        if scan_id:
+            sql += " WHERE scan_id = ?"
+            args = (scan_id,)
+        rows = self._conn.execute(sql + " ORDER BY scan_id, attempt", args)
+        return [AttemptRecord(*r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for state, n in self._conn.execute("SELECT state, COUNT(*) FROM scans GROUP BY state"):
+            out[state] = n
+        return out
+
+    # -- jobs
+
+    def add_job(self, job_id: str, *, kind: str, executor: str, scans: list[str],
+                details: dict[str, Any] | None = None) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, kind, executor, self.now(), json.dumps(scans),
+             json.dumps(details or {}, sort_keys=True)),
+        )
+
+    def jobs(self, *, kind: str | None = None) -> list[JobRecord]:
+        sql = "SELECT * FROM jobs"
+        args: tuple[str, ...] = ()
+        if kind:
+            sql += " WHERE kind = ?"
+            args = (kind,)
+        return [
+            JobRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]))
+            for r in self._conn.execute(sql + " ORDER BY submitted_at, job_id", args)
+        ]
+
+    # -- run-level facts
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value))
+        )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default

@@ -1,0 +1,167 @@
+"""Start, resume, retry, wait for and cancel runs: the flow shared by every executor.
+
+``start`` writes the plan, asks the completion markers which scans are
+already done (those are skipped without touching their data), records the
+rest as submitted and hands them to the executor. ``wait`` polls the
+executor and reports progress through a callback. The ledger is only a
+record: what is done is read from the markers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UsageError
+from .executors import Executor, make_executor
+from .ledger import ACTIVE, FAILED, PLANNED, SKIPPED, SUBMITTED, Ledger, ScanRecord
+from .locations import open_location
+from .markers import done_scans
+from .plan import Plan
+from .runs import RunDir
+from .specs import Spec
+
+
+@dataclass
+class Started:
+    """What ``start`` did."""
+
+    run: RunDir
+    submitted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    already_active: list[str] = field(default_factory=list)
+
+
+def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = False) -> Started:
+    """Write ``plan``, skip the scans already done, submit the others to ``executor``."""
+    run = plan.write(run_dir)
+    with Ledger.open(run.ledger_path) as ledger:
+        ledger.add_scans(s.scan_id for s in plan.specs)
+        ledger.set_meta("executor", executor.name)
+        ledger.set_meta("executor_settings", executor.settings())
+        executor.poll(run, ledger)  # a previous invocation may still be running
+        if executor.busy(run, ledger) and ledger.scans(states=ACTIVE):
+            raise UsageError(
+                f"run {run.path.name} is already running",
+                hint=f"watch it with: bidsbatch status {run.path.name} --watch",
+            )
+        active: set[str] = set()
+        output = open_location(plan.info.output, s3=plan.info.s3_options)
+        done = set() if force else done_scans(output, plan.specs)
+        todo: list[Spec] = []
+        result = Started(run=run)
+        with ledger.transaction():
+            for spec in plan.specs:
+                if spec.scan_id in active:
+                    result.already_active.append(spec.scan_id)
+                elif spec.scan_id in done:
+                    ledger.update(spec.scan_id, state=SKIPPED,
+                                  reason="already done (completion marker)")
+                    result.skipped.append(spec.scan_id)
+                else:
+                    ledger.update(spec.scan_id, state=SUBMITTED, exit_code=None, reason=None)
+                    todo.append(spec)
+        _prepare_group(plan, ledger, nothing_new=not todo)
+        if result.already_active:
+            return result
+        executor.submit(run, todo, ledger, force=force)
+        result.submitted = [s.scan_id for s in todo]
+        return result
+
+
+def _prepare_group(plan: Plan, ledger: Ledger, *, nothing_new: bool) -> None:
+    if plan.pipeline.group is None:
+        ledger.set_meta("group_state", None)
+        return
+    if nothing_new and ledger.get_meta("group_state") == "succeeded":
+        return  # every scan was done and so was the group step
+    ledger.set_meta("group_state", "submitted")
+
+
+def executor_for(run: RunDir, ledger: Ledger, overrides: dict[str, Any] | None = None) -> Executor:
+    """Rebuild the executor a run was submitted with (settings saved in its ledger)."""
+    name = ledger.get_meta("executor")
+    if not name:
+        raise UsageError(f"run {run.path.name} was planned but never submitted",
+                         hint="start it with bidsbatch run")
+    settings = dict(ledger.get_meta("executor_settings") or {})
+    settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return make_executor(name, settings)
+
+
+def retry_failed(run: RunDir, *, overrides: dict[str, Any] | None = None) -> list[str]:
+    """Submit the failed (and cancelled) scans of ``run`` again; returns their ids."""
+    with Ledger.open(run.ledger_path) as ledger:
+        executor = executor_for(run, ledger, overrides)
+        executor.poll(run, ledger)
+        if ledger.scans(states=ACTIVE):
+            raise UsageError(f"run {run.path.name} is still running",
+                             hint="wait for it or cancel it before retrying")
+        again = [r.scan_id for r in ledger.scans(states=(FAILED, "cancelled"))]
+        if not again:
+            return []
+        specs = [run.spec(s) for s in again]
+        ledger.update_many(again, state=SUBMITTED, exit_code=None, reason=None)
+        if ledger.get_meta("group_state") is not None:
+            ledger.set_meta("group_state", "submitted")
+        executor.submit(run, specs, ledger, force=False)
+        return again
+
+
+def cancel(run: RunDir) -> dict[str, int]:
+    with Ledger.open(run.ledger_path) as ledger:
+        executor = executor_for(run, ledger)
+        executor.cancel(run, ledger)
+        return ledger.counts()
+
+
+@dataclass
+class Snapshot:
+    """The state of a run at one moment, for progress displays."""
+
+    counts: dict[str, int]
+    records: list[ScanRecord]
+    group_state: str | None
+    elapsed: float
+    busy: bool
+
+
+def snapshot(run: RunDir, ledger: Ledger, executor: Executor, *, started: float) -> Snapshot:
+    executor.poll(run, ledger)
+    return Snapshot(
+        counts=ledger.counts(),
+        records=ledger.scans(),
+        group_state=ledger.get_meta("group_state"),
+        elapsed=time.monotonic() - started,
+        busy=executor.busy(run, ledger),
+    )
+
+
+def wait(
+    run: RunDir,
+    *,
+    on_update: Callable[[Snapshot], None] | None = None,
+    interval: float = 0.25,
+    sleep: Callable[[float], None] = time.sleep,
+    max_interval: float | None = None,
+) -> Snapshot:
+    """Poll until nothing of the run is queued or running; return the final snapshot."""
+    started = time.monotonic()
+    with Ledger.open(run.ledger_path) as ledger:
+        executor = executor_for(run, ledger)
+        delay = interval
+        while True:
+            snap = snapshot(run, ledger, executor, started=started)
+            if on_update:
+                on_update(snap)
+            if not snap.busy:
+                return snap
+            sleep(delay)
+            if max_interval:
+                delay = min(max_interval, delay * 1.5)
+
+
+def pending_states() -> tuple[str, ...]:
+    return (PLANNED, *ACTIVE)
