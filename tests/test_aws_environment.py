@@ -107,12 +107,17 @@ def saved_environments(tmp_path: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- setup
 
 
-def test_setup_from_nothing_creates_everything_tagged(batch_aws, tmp_path) -> None:
+def test_setup_from_nothing_then_again_changes_nothing(batch_aws, tmp_path) -> None:
+    dry = setup("--dry-run")
+    assert dry.returncode == 0, dry.output
+    assert "would create" in dry.stderr and "dry run: nothing was changed" in dry.stderr
+    assert tagged(batch_aws) == [] and saved_environments(tmp_path) == {}
+
     res = setup()
     assert res.returncode == 0, res.output
     assert "environment lab is ready" in res.stderr
 
-    batch, ec2, logs = client(batch_aws, "batch"), client(batch_aws, "ec2"), client(batch_aws, "logs")
+    batch, ec2, logs = (client(batch_aws, s) for s in ("batch", "ec2", "logs"))
     (queue,) = batch.describe_job_queues(jobQueues=["bidsbatch-lab"])["jobQueues"]
     assert (queue["state"], queue["status"]) == ("ENABLED", "VALID")
     (ce,) = batch.describe_compute_environments(
@@ -123,8 +128,7 @@ def test_setup_from_nothing_creates_everything_tagged(batch_aws, tmp_path) -> No
     assert cr["bidPercentage"] == 100 and cr["minvCpus"] == 0 and cr["maxvCpus"] == 256
     assert cr["instanceTypes"] == ["r5.large"]  # m2g's default
     assert "spotIamFleetRole" not in cr  # not needed with SPOT_PRICE_CAPACITY_OPTIMIZED
-    assert ce["serviceRole"].split("/")[-2:] == ["batch.amazonaws.com",
-                                                 ce["serviceRole"].rsplit("/", 1)[-1]]
+    assert "/aws-service-role/batch.amazonaws.com/" in ce["serviceRole"]
     assert queue["computeEnvironmentOrder"] == [
         {"order": 1, "computeEnvironment": ce["computeEnvironmentArn"]}]
 
@@ -158,9 +162,7 @@ def test_setup_from_nothing_creates_everything_tagged(batch_aws, tmp_path) -> No
         assert secret not in config_text and secret not in res.output
         assert secret not in sent.replace(f"Credential={FAKE_KEY_ID}", "")
 
-
-def test_setup_twice_changes_nothing_and_says_so(batch_aws) -> None:
-    assert setup().returncode == 0
+    # The same options again: nothing changes, and it says so.
     batch_aws.reset_requests()
     again = setup()
     assert again.returncode == 0, again.output
@@ -168,13 +170,25 @@ def test_setup_twice_changes_nothing_and_says_so(batch_aws) -> None:
     assert "created" not in again.stderr and "updated" not in again.stderr
     assert mutating_calls(batch_aws) == []
 
+    # Status: each resource and its state.
+    status = run_cli("aws", "status", ENV, "--json")
+    assert status.returncode == 0, status.output
+    data = json.loads(status.stdout)
+    assert data["healthy"] is True and data["missing"] == []
+    states = {(r["kind"], r["name"]): (r["state"], r["status"]) for r in data["resources"]}
+    assert states[("job queue", "bidsbatch-lab")] == ("ENABLED", "VALID")
+    assert states[("compute environment", "bidsbatch-lab-spot")] == ("ENABLED", "VALID")
+    assert sorted(k for k, _ in states) == sorted([
+        "job queue", "compute environment", "launch template", "instance profile",
+        "instance role", "job role", "log group", "security group"])
 
-def test_setup_dry_run_changes_nothing(batch_aws, tmp_path) -> None:
-    res = setup("--dry-run")
-    assert res.returncode == 0, res.output
-    assert "would create" in res.stderr and "dry run: nothing was changed" in res.stderr
-    assert tagged(batch_aws) == []
-    assert saved_environments(tmp_path) == {}
+    batch.update_job_queue(jobQueue="bidsbatch-lab", state="DISABLED")
+    table = run_cli("aws", "status", ENV)
+    assert table.returncode == 0, table.output
+    assert "DISABLED" in table.stderr and "VALID" in table.stderr
+    assert "needs attention" in table.stderr and "bidsbatch doctor" in table.stderr
+    missing = run_cli("aws", "status", "nosuch")
+    assert missing.returncode == 1 and "no resources tagged" in missing.stderr
 
 
 def test_changed_options_update_in_place(batch_aws, tmp_path) -> None:
@@ -359,38 +373,6 @@ def test_policy_evaluator_decides_like_iam() -> None:
     assert policies.trusts_service(policies.trust_policy(policies.ECS_TASKS, source_account="1"),
                                    policies.ECS_TASKS)
     assert not policies.trusts_service(policies.trust_policy(policies.EC2), policies.ECS_TASKS)
-
-
-# --------------------------------------------------------------------------- status
-
-
-def test_status_shows_each_resource_and_its_state(batch_aws) -> None:
-    assert setup("--both").returncode == 0
-    res = run_cli("aws", "status", ENV, "--json")
-    assert res.returncode == 0, res.output
-    data = json.loads(res.stdout)
-    assert data["healthy"] is True and data["missing"] == []
-    by_kind: dict[str, list[dict[str, str]]] = {}
-    for r in data["resources"]:
-        by_kind.setdefault(r["kind"], []).append(r)
-    assert [(q["name"], q["state"], q["status"]) for q in by_kind["job queue"]] == [
-        ("bidsbatch-lab", "ENABLED", "VALID")]
-    assert sorted((c["name"], c["state"], c["status"])
-                  for c in by_kind["compute environment"]) == [
-        ("bidsbatch-lab-on-demand", "ENABLED", "VALID"),
-        ("bidsbatch-lab-spot", "ENABLED", "VALID")]
-    for kind in ("launch template", "instance profile", "instance role", "job role",
-                 "log group", "security group"):
-        assert len(by_kind[kind]) == 1, kind
-
-    client(batch_aws, "batch").update_job_queue(jobQueue="bidsbatch-lab", state="DISABLED")
-    table = run_cli("aws", "status", ENV)
-    assert table.returncode == 0, table.output
-    assert "DISABLED" in table.stderr and "VALID" in table.stderr
-    assert "needs attention" in table.stderr and "bidsbatch doctor" in table.stderr
-
-    missing = run_cli("aws", "status", "nosuch")
-    assert missing.returncode == 1 and "no resources tagged" in missing.stderr
 
 
 # --------------------------------------------------------------------------- teardown

@@ -28,6 +28,8 @@ import argparse
 import ast
 import contextlib
 import hashlib
+import importlib
+import importlib.util
 import io
 import json
 import os
@@ -39,7 +41,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -54,9 +56,10 @@ IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 #: Files the presets expect inside the image; the test stands in a temporary file.
 IMAGE_FILES = {"/opt/freesurfer/license.txt": "freesurfer-license.txt"}
 
-#: niworkflows as locked in the fMRIPrep 25.2.7 image (pixi.lock); its parser
-#: imports ``niworkflows.utils.spaces``. Only this wheel, without dependencies.
-NIWORKFLOWS = "niworkflows==1.15.3"
+#: fMRIPrep's parser imports ``niworkflows.utils.spaces``. fMRIPrep 25.2.7 takes
+#: niworkflows >=1.14.5,<1.16; 1.15 needs Python 3.12, so the oldest one it accepts.
+#: Only this wheel, without dependencies.
+NIWORKFLOWS = "niworkflows==1.14.5"
 
 #: m2g_bids.py at git tag v0.3.0 and at the head of ``deploy``, which the
 #: ``neurodata/m2g`` image clones when it is built.
@@ -72,7 +75,7 @@ M2G_URL = "https://raw.githubusercontent.com/neurodata/m2g/{commit}/m2g/scripts/
 SCANS = [("01", "pre"), ("ctrl+2", None)]
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     """No network (or a missing test extra): fail in CI, skip elsewhere."""
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: this must work in CI)")
@@ -176,14 +179,37 @@ class Parsed:
     results: list[dict[str, Any]]
 
 
-def _nipreps_parse(app: str, sites: list[Path], argvs: list[list[str]]) -> Parsed:
+@pytest.fixture(scope="session")
+def templateflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TemplateFlow home holding only each template's description.
+
+    fMRIPrep's parser checks space names against TemplateFlow's list of templates,
+    which TemplateFlow builds by indexing its home with pybids: ~2,600 files of the
+    full skeleton take 10-15 s, the 30 template descriptions a fraction of a second.
+    Taken from the skeleton the installed templateflow ships; no network.
+    """
+    spec = importlib.util.find_spec("templateflow")  # without importing it
+    if spec is None or spec.origin is None:
+        _unavailable("templateflow (a test extra) is not installed")
+    skeleton = Path(spec.origin).parent / "conf" / "templateflow-skel.zip"
+    home = tmp_path_factory.mktemp("templateflow")
+    with zipfile.ZipFile(skeleton) as zf:
+        names = [n for n in zf.namelist()
+                 if re.fullmatch(r"tpl-[^/]+/template_description\.json", n)]
+        assert names, f"no template descriptions in {skeleton}"
+        zf.extractall(home, members=names)
+    return home
+
+
+def _nipreps_parse(app: str, sites: list[Path], argvs: list[list[str]],
+                   templateflow_home: Path | None = None) -> Parsed:
     """``argvs`` through ``<app>.cli.parser._build_parser()`` in a subprocess."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(
-        PYTHONPATH=os.pathsep.join(str(s) for s in sites),
-        NIPYPE_NO_ET="1", NO_ET="1",  # no telemetry pings on import
-        TEMPLATEFLOW_HOME=str(CACHE / "templateflow"),
-    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [*(str(s) for s in sites), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(NIPYPE_NO_ET="1", NO_ET="1")  # no telemetry pings on import
+    if templateflow_home is not None:
+        env["TEMPLATEFLOW_HOME"] = str(templateflow_home)
     proc = subprocess.run(
         [sys.executable, __file__, "--probe", app], input=json.dumps(argvs),
         capture_output=True, text=True, env=env, timeout=300, check=False)
@@ -196,20 +222,18 @@ def _nipreps_parse(app: str, sites: list[Path], argvs: list[list[str]]) -> Parse
 
 def _probe_main(app: str) -> int:
     """Subprocess side of :func:`_nipreps_parse` (``python test_presets.py --probe app``)."""
-    import importlib
-
     argvs = json.loads(sys.stdin.read())
     try:
         pkg = importlib.import_module(app)
         version_mod = importlib.import_module(f"{app}.cli.version")
         parser_mod = importlib.import_module(f"{app}.cli.parser")
+        # _build_parser asks PyPI and GitHub whether the version is the latest or flagged.
+        version_mod.check_latest = lambda: None
+        version_mod.is_flagged = lambda: (False, None)
+        parser = parser_mod._build_parser()  # imports the rest (niworkflows, ...)
     except ImportError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
-    # _build_parser asks PyPI and GitHub whether the version is the latest or flagged.
-    version_mod.check_latest = lambda: None
-    version_mod.is_flagged = lambda: (False, None)
-    parser = parser_mod._build_parser()
     results = []
     for argv in argvs:
         err = io.StringIO()
@@ -242,14 +266,14 @@ def _namespace(result: dict[str, Any]) -> dict[str, Any]:
     return result["namespace"]
 
 
-def test_fmriprep_preset_parses_with_fmriprep_parser(dirs: Dirs) -> None:
+def test_fmriprep_preset_parses_with_fmriprep_parser(dirs: Dirs, templateflow_home: Path) -> None:
     pipe = load_pipeline("fmriprep")
     version = _image_version(pipe, "nipreps/fmriprep")
     assert tuple(int(x) for x in version.split(".")) >= (25, 2, 0), "--session-label is 25.2+"
     assert pipe.group is None  # fMRIPrep has no group level (analysis_level: participant)
     sites = [_pip_download(f"fmriprep=={version}"), _pip_download(NIWORKFLOWS)]
     argvs = _scan_argvs(pipe, dirs)
-    parsed = _nipreps_parse("fmriprep", sites, argvs)
+    parsed = _nipreps_parse("fmriprep", sites, argvs, templateflow_home)
 
     assert parsed.version == version and parsed.location.startswith(str(sites[0]))
     r = pipe.resources
@@ -315,15 +339,18 @@ def _m2g_parser(source: str) -> argparse.ArgumentParser:
                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "parser"
                 and node.func.attr == attr)
 
+    def builds_parser(stmt: ast.stmt) -> bool:
+        if isinstance(stmt, ast.Assign):  # parser = ArgumentParser(...)
+            return ([ast.unparse(t) for t in stmt.targets] == ["parser"]
+                    and isinstance(stmt.value, ast.Call)
+                    and ast.unparse(stmt.value.func) == "ArgumentParser")
+        return isinstance(stmt, ast.Expr) and is_call(stmt.value, "add_argument")
+
     kept: list[ast.stmt] = []
     for stmt in main.body:
         if any(is_call(n, "parse_args") for n in ast.walk(stmt)):
             break
-        if (isinstance(stmt, ast.Assign) and [ast.unparse(t) for t in stmt.targets] == ["parser"]
-                and isinstance(stmt.value, ast.Call)
-                and ast.unparse(stmt.value.func) == "ArgumentParser"):
-            kept.append(stmt)
-        elif isinstance(stmt, ast.Expr) and is_call(stmt.value, "add_argument"):
+        if builds_parser(stmt):
             kept.append(stmt)
         else:  # a docstring or a print; anything else touching the parser is unexpected
             names = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}

@@ -6,7 +6,15 @@ import sys
 
 from rich.console import Console
 
-err_console = Console(stderr=True)
+def _make_err_console() -> Console:
+    console = Console(stderr=True)
+    if not console.is_terminal and "COLUMNS" not in __import__("os").environ:
+        # Logs and CI: wide enough that tables do not fold scan ids.
+        console = Console(stderr=True, width=140)
+    return console
+
+
+err_console = _make_err_console()
 
 
 def print_json(text: str) -> None:

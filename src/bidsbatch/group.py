@@ -79,7 +79,7 @@ def run_group_step(run_uri: str, *, scratch: Path | None = None, keep_scratch: b
             return result.exit_code
         if not isinstance(output, LocalLocation):
             changed = _changed_since(out_dir, before, started_wall=time.time())
-            log.info(f"stage-out: {len(changed)} file(s) written by the group step")
+            log.info(f"stage-out: {len(changed.files)} file(s) written by the group step")
             upload_tree(out_dir, output, excludes=[], collected=changed)
         output.write_text(group_record_key(info.run_id), canonical_json({
             "run_id": info.run_id, "exit_code": 0, "started_at": iso(started),

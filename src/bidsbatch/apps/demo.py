@@ -260,7 +260,12 @@ def run_group(
         AppError: usage errors (exit 2); no results to gather (exit 1).
     """
     bids_dir, output_dir = _check_dirs(bids_dir, output_dir)
-    scans = find_scans(bids_dir, participant_labels, session_labels)
+    # The scans are those with results in the output: the group step may see only the
+    # dataset-level files of a remote dataset (bidsbatch stages in just those).
+    try:
+        scans = find_scans(output_dir, participant_labels, session_labels)
+    except AppError:
+        scans = find_scans(bids_dir, participant_labels, session_labels)
     _say(f"{APP_NAME} {app_version()}: group level, {len(scans)} scan(s), grid {grid}")
 
     rows = []

@@ -1368,7 +1368,9 @@ def find_resources(name: str, *, clients: AwsClients) -> list[Resource]:
                 out.append(Resource("instance profile", profile["InstanceProfileName"],
                                     profile["Arn"], detail=f"holds {roles}"))
     with aws_errors("listing the IAM roles"):
-        for r in _pages(iam, "list_roles", "Roles", PathPrefix=IAM_PATH):
+        roles = sorted(_pages(iam, "list_roles", "Roles", PathPrefix=IAM_PATH),
+                       key=lambda r: r["RoleName"])
+        for r in roles:
             role = iam.get_role(RoleName=r["RoleName"])["Role"]
             if _tag_dict(role.get("Tags")).get(TAG_KEY) == name:
                 kind = {names.instance_role: "instance role", names.job_role: "job role"}.get(
