@@ -31,6 +31,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -102,17 +103,17 @@ def make_tools(env: dict[str, str], endpoint: str, *, workers: int, chunk_mib: i
     from bidsbatch import transfer
     from bidsbatch.locations import S3Location, make_s3_client
 
-    if hasattr(transfer.transfer_config, "cache_clear"):
-        transfer.transfer_config.cache_clear()
     client = make_s3_client(max_pool_connections=max(32, workers))
     source = S3Location(BUCKET, "scan", client=client)
     items = source.walk()  # as in a spec: key, size, ETag known before the job starts
 
     def bb_download(dest: Path) -> None:
-        transfer.download_many(source, items, dest, max_workers=workers)
+        transfer.download_many(source, items, dest, max_workers=workers,
+                               part_size=chunk_mib * MiB)
 
     def bb_upload(src: Path, prefix: str) -> None:
-        transfer.upload_tree(src, S3Location(BUCKET, prefix, client=client), max_workers=workers)
+        transfer.upload_tree(src, S3Location(BUCKET, prefix, client=client), max_workers=workers,
+                             part_size=chunk_mib * MiB)
 
     tools = [Tool("bidsbatch", bb_download, bb_upload,
                   f"s3transfer, {workers} requests at once, {chunk_mib} MiB parts")]
@@ -224,7 +225,15 @@ def make_tools(env: dict[str, str], endpoint: str, *, workers: int, chunk_mib: i
 class Sample:
     seconds: float
     server_cpu: float
+    client_cpu: float
     requests: dict[str, int] = field(default_factory=dict)
+
+
+def _client_cpu() -> float:
+    """CPU seconds of this process (all threads) and of its finished children (the CLIs)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _proc_cpu(pid: int) -> float:
@@ -249,12 +258,12 @@ def _request_kinds(records: list[dict[str, str]]) -> dict[str, int]:
 
 def measure(server, fn: Callable[[], None]) -> Sample:  # type: ignore[no-untyped-def]
     server.reset_requests()
-    cpu0 = _proc_cpu(server.process.pid)
+    cpu0, client0 = _proc_cpu(server.process.pid), _client_cpu()
     t0 = time.perf_counter()
     fn()
     seconds = time.perf_counter() - t0
-    cpu = _proc_cpu(server.process.pid) - cpu0
-    return Sample(seconds, cpu, _request_kinds(server.requests()))
+    cpu, client = _proc_cpu(server.process.pid) - cpu0, _client_cpu() - client0
+    return Sample(seconds, cpu, client, _request_kinds(server.requests()))
 
 
 def _clear_prefix(client, prefix: str) -> None:  # type: ignore[no-untyped-def]
@@ -281,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big", type=int, default=4, help="how many large files")
     ap.add_argument("--big-mb", type=int, default=50)
     ap.add_argument("--workers", type=int, default=16, help="bidsbatch/obstore concurrency")
-    ap.add_argument("--chunk-mib", type=int, default=16, help="bidsbatch part size")
+    ap.add_argument("--chunk-mib", type=int, default=64, help="bidsbatch part size")
     ap.add_argument("--tools", default="", help="comma-separated subset")
     ap.add_argument("--sweep", action="store_true",
                     help="only bidsbatch, over worker counts and part sizes")
@@ -354,17 +363,19 @@ def _report(results, tools, total: int, args) -> None:  # type: ignore[no-untype
           f"median of {args.reps}\n")
     base = {d: statistics.median(s.seconds for s in results["s5cmd"][d])
             for d in ("stage-in", "stage-out")} if "s5cmd" in results else None
-    print("| tool | direction | median s | MB/s | vs s5cmd | moto CPU s | requests |")
-    print("|---|---|---:|---:|---:|---:|---|")
+    print("| tool | direction | median s | MB/s | vs s5cmd | client CPU s | moto CPU s "
+          "| requests |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for tool in tools:
         for direction in ("stage-in", "stage-out"):
             samples = results[tool.name][direction]
             med = statistics.median(s.seconds for s in samples)
             cpu = statistics.median(s.server_cpu for s in samples)
+            ccpu = statistics.median(s.client_cpu for s in samples)
             reqs = ", ".join(f"{k} {v}" for k, v in sorted(samples[-1].requests.items()))
             ratio = f"{base[direction] / med:.2f}x" if base else "-"
             print(f"| {tool.name} | {direction} | {med:.2f} | {total / MB / med:.1f} | "
-                  f"{ratio} | {cpu:.2f} | {reqs} |")
+                  f"{ratio} | {ccpu:.2f} | {cpu:.2f} | {reqs} |")
     print()
     for tool in tools:
         print(f"- {tool.name}: {tool.note}")
@@ -373,33 +384,18 @@ def _report(results, tools, total: int, args) -> None:  # type: ignore[no-untype
 def _sweep(server, client, env, src: Path, total: int, work: Path, args) -> int:  # type: ignore[no-untyped-def]
     print("| workers | part MiB | stage-in s | MB/s | stage-out s | MB/s |")
     print("|---:|---:|---:|---:|---:|---:|")
-    from bidsbatch import transfer
-
     for workers in (8, 16, 32):
         for chunk in (8, 16, 64):
-            original = transfer.transfer_config.__wrapped__
-
-            def config(*, max_concurrency: int = workers, _chunk: int = chunk,
-                       _original=original):  # type: ignore[no-untyped-def]
-                cfg = _original(max_concurrency=max_concurrency)
-                cfg.multipart_threshold = cfg.multipart_chunksize = _chunk * MiB
-                return cfg
-
-            saved = transfer.transfer_config
-            transfer.transfer_config = config  # type: ignore[assignment]
-            try:
-                tool = make_tools(env, server.url, workers=workers, chunk_mib=chunk)[0]
-                ins, outs = [], []
-                for rep in range(args.reps):
-                    dest = work / f"sweep-{workers}-{chunk}-{rep}"
-                    dest.mkdir()
-                    ins.append(measure(server, lambda: tool.download(dest)).seconds)  # noqa: B023
-                    shutil.rmtree(dest)
-                    prefix = f"sweep-{workers}-{chunk}-{rep}"
-                    outs.append(measure(server, lambda: tool.upload(src, prefix)).seconds)  # noqa: B023
-                    _clear_prefix(client, prefix)
-            finally:
-                transfer.transfer_config = saved
+            tool = make_tools(env, server.url, workers=workers, chunk_mib=chunk)[0]
+            ins, outs = [], []
+            for rep in range(args.reps):
+                dest = work / f"sweep-{workers}-{chunk}-{rep}"
+                dest.mkdir()
+                ins.append(measure(server, lambda: tool.download(dest)).seconds)  # noqa: B023
+                shutil.rmtree(dest)
+                prefix = f"sweep-{workers}-{chunk}-{rep}"
+                outs.append(measure(server, lambda: tool.upload(src, prefix)).seconds)  # noqa: B023
+                _clear_prefix(client, prefix)
             i, o = statistics.median(ins), statistics.median(outs)
             print(f"| {workers} | {chunk} | {i:.2f} | {total / MB / i:.1f} | {o:.2f} | "
                   f"{total / MB / o:.1f} |", flush=True)

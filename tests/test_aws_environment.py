@@ -17,11 +17,13 @@ import pytest
 from conftest import FAKE_KEY_ID, FAKE_SECRET, run_cli
 
 from bidsbatch.aws import policies
-from bidsbatch.aws.environment import TAG_KEY, Waiter
+from bidsbatch.aws.environment import TAG_KEY, EnvironmentSpec, Market, Waiter
 from bidsbatch.errors import BidsbatchError, UsageError
 
 ENV = "lab"
 DATA = ("--dataset", "s3://bb-data/ds", "--output", "s3://bb-results/m2g")
+#: The first test also reads a whole public bucket, Requester Pays.
+MORE_DATA = ("--dataset", "s3://open-data", "--requester-pays")
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +106,72 @@ def saved_environments(tmp_path: Any) -> dict[str, Any]:
     return json.loads(path.read_text())["environments"] if path.exists() else {}
 
 
+def assert_least_privilege(iam: Any) -> None:
+    """The job role's policy, statement by statement; the instance role's one policy."""
+    role = iam.get_role(RoleName="bidsbatch-lab-job")["Role"]
+    assert role["Path"] == "/bidsbatch/"
+    assert role["AssumeRolePolicyDocument"] == {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}},
+        }],
+    }
+    assert iam.list_attached_role_policies(RoleName="bidsbatch-lab-job")["AttachedPolicies"] == []
+    assert iam.list_role_policies(RoleName="bidsbatch-lab-job")["PolicyNames"] == [
+        "bidsbatch-data-access"]
+    doc = iam.get_role_policy(RoleName="bidsbatch-lab-job",
+                              PolicyName="bidsbatch-data-access")["PolicyDocument"]
+    st = doc["Statement"]
+    assert [s["Sid"] for s in st] == ["ListDatasets1", "ListDatasets2",
+                                      "ReadDatasetsRequesterPays", "ListOutput",
+                                      "ReadWriteOutput", "DeleteRunState", "WriteLogs"]
+    assert st[0] == {"Sid": "ListDatasets1", "Effect": "Allow", "Action": "s3:ListBucket",
+                     "Resource": "arn:aws:s3:::bb-data",
+                     "Condition": {"StringLike": {"s3:prefix": ["ds", "ds/*"]}}}
+    # A whole-bucket dataset needs no prefix condition, and still names its bucket.
+    assert st[1] == {"Sid": "ListDatasets2", "Effect": "Allow", "Action": "s3:ListBucket",
+                     "Resource": "arn:aws:s3:::open-data"}
+    assert st[2] == {"Sid": "ReadDatasetsRequesterPays", "Effect": "Allow",
+                     "Action": "s3:GetObject",
+                     "Resource": ["arn:aws:s3:::bb-data/ds/*", "arn:aws:s3:::open-data/*"]}
+    assert st[3] == {"Sid": "ListOutput", "Effect": "Allow", "Action": "s3:ListBucket",
+                     "Resource": "arn:aws:s3:::bb-results",
+                     "Condition": {"StringLike": {"s3:prefix": ["m2g", "m2g/*"]}}}
+    assert st[4] == {"Sid": "ReadWriteOutput", "Effect": "Allow",
+                     "Action": ["s3:GetObject", "s3:PutObject"],
+                     "Resource": "arn:aws:s3:::bb-results/m2g/*"}
+    assert st[5] == {"Sid": "DeleteRunState", "Effect": "Allow", "Action": "s3:DeleteObject",
+                     "Resource": "arn:aws:s3:::bb-results/m2g/.bidsbatch/*"}
+    assert st[6] == {"Sid": "WriteLogs", "Effect": "Allow",
+                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                     "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:/bidsbatch/lab:*"}
+    for s in st:
+        actions = [s["Action"]] if isinstance(s["Action"], str) else s["Action"]
+        resources = [s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"]
+        assert s["Effect"] == "Allow"
+        assert not any("*" in a for a in actions), s
+        if any(a.startswith("s3:") for a in actions):
+            assert "*" not in resources and all(r.startswith("arn:aws:s3:::") for r in resources)
+
+    # The instance role: only the ECS agent's managed policy, trusted by EC2.
+    attached = iam.list_attached_role_policies(RoleName="bidsbatch-lab-instance")
+    assert [p["PolicyName"] for p in attached["AttachedPolicies"]] == [
+        "AmazonEC2ContainerServiceforEC2Role"]
+
+
 # --------------------------------------------------------------------------- setup
 
 
 def test_setup_from_nothing_then_again_changes_nothing(batch_aws, tmp_path) -> None:
-    dry = setup("--dry-run")
+    dry = setup(*MORE_DATA, "--dry-run")
     assert dry.returncode == 0, dry.output
     assert "would create" in dry.stderr and "dry run: nothing was changed" in dry.stderr
     assert tagged(batch_aws) == [] and saved_environments(tmp_path) == {}
 
-    res = setup()
+    res = setup(*MORE_DATA)
     assert res.returncode == 0, res.output
     assert "environment lab is ready" in res.stderr
 
@@ -153,7 +211,9 @@ def test_setup_from_nothing_then_again_changes_nothing(batch_aws, tmp_path) -> N
     assert saved["job_queue_arn"] == queue["jobQueueArn"]
     assert saved["job_role_arn"].endswith(":role/bidsbatch/bidsbatch-lab-job")
     assert (saved["region"], saved["log_group"]) == ("us-east-1", "/bidsbatch/lab")
-    assert saved["datasets"] == ["s3://bb-data/ds"] and saved["output"] == "s3://bb-results/m2g"
+    assert saved["datasets"] == ["s3://bb-data/ds", "s3://open-data"]
+    assert saved["output"] == "s3://bb-results/m2g" and saved["requester_pays"] is True
+    assert_least_privilege(client(batch_aws, "iam"))
 
     # No credentials anywhere: not in what we saved, printed or sent.
     config_text = (tmp_path / "bidsbatch-config" / "environments.json").read_text()
@@ -164,7 +224,7 @@ def test_setup_from_nothing_then_again_changes_nothing(batch_aws, tmp_path) -> N
 
     # The same options again: nothing changes, and it says so.
     batch_aws.reset_requests()
-    again = setup()
+    again = setup(*MORE_DATA)
     assert again.returncode == 0, again.output
     assert "nothing to change" in again.stderr
     assert "created" not in again.stderr and "updated" not in again.stderr
@@ -227,6 +287,22 @@ def test_changed_options_update_in_place(batch_aws, tmp_path) -> None:
              for c in batch.describe_compute_environments()["computeEnvironments"]]
     assert names == ["bidsbatch-lab-on-demand"]
 
+    # What AWS cannot change in place gets one clear line: a Spot compute
+    # environment with the BEST_FIT strategy (as an older setup might have made).
+    (od,) = batch.describe_compute_environments(
+        computeEnvironments=["bidsbatch-lab-on-demand"])["computeEnvironments"]
+    batch.create_compute_environment(
+        computeEnvironmentName="bidsbatch-lab-spot", type="MANAGED", state="ENABLED",
+        serviceRole=od["serviceRole"], tags={TAG_KEY: ENV},
+        computeResources={**od["computeResources"], "type": "SPOT",
+                          "allocationStrategy": "BEST_FIT", "bidPercentage": 100},
+    )
+    res = setup("--both", "--max-vcpus", "64", "--root-volume-gib", "200",
+                "--log-retention-days", "90")
+    assert res.returncode == 0, res.output
+    assert re.search(r"must recreate: compute environment bidsbatch-lab-spot: cannot change "
+                     r"allocationStrategy in place: run `bidsbatch aws teardown lab`", res.stderr)
+
 
 def test_setup_interrupted_midway_then_rerun_completes(batch_aws, tmp_path) -> None:
     # A broken option makes the compute environment fail after IAM, the launch
@@ -257,89 +333,31 @@ def test_setup_interrupted_midway_then_rerun_completes(batch_aws, tmp_path) -> N
     assert setup().returncode == 0  # and now it is complete
 
 
-def test_setup_refuses_a_resource_it_did_not_make(batch_aws) -> None:
-    iam = client(batch_aws, "iam")
-    iam.create_role(RoleName="bidsbatch-lab-job", AssumeRolePolicyDocument=json.dumps(
-        policies.trust_policy(policies.ECS_TASKS)))
-    res = setup()
-    assert res.returncode == 2, res.output
-    assert "job role bidsbatch-lab-job already exists and belongs to something else" in res.stderr
-    assert "hint:" in res.stderr
-
-
 def test_setup_usage_errors() -> None:
     res = run_cli("aws", "setup", ENV, "--region", "us-east-1")
     assert res.returncode == 2 and "name the data the jobs may use" in res.stderr
-    res = run_cli("aws", "setup", ENV, "--bucket", "b1b", "--spot", "--both",
-                  "--region", "us-east-1")
-    assert res.returncode == 2 and "choose one of --spot" in res.stderr
-    res = run_cli("aws", "setup", "bad name!", "--bucket", "b1b", "--region", "us-east-1")
-    assert res.returncode == 2 and "invalid environment name" in res.stderr
-    res = run_cli("aws", "setup", ENV, "--dataset", "/local/ds", "--output", "s3://b1b/o",
-                  "--region", "us-east-1")
-    assert res.returncode == 2 and "is not an s3:// location" in res.stderr
+    assert "hint: --bucket BUCKET" in res.stderr
 
+    def create(**kw: Any) -> EnvironmentSpec:
+        return EnvironmentSpec.create(name=kw.pop("name", ENV), region="us-east-1", **kw)
 
-# --------------------------------------------------------------------------- the job role
-
-
-def test_job_role_policy_statement_by_statement(batch_aws) -> None:
-    res = run_cli("aws", "setup", ENV, "--dataset", "s3://bb-data/ds", "--dataset",
-                  "s3://open-data", "--output", "s3://bb-results/m2g", "--requester-pays")
-    assert res.returncode == 0, res.output
-    iam = client(batch_aws, "iam")
-    role = iam.get_role(RoleName="bidsbatch-lab-job")["Role"]
-    assert role["Path"] == "/bidsbatch/"
-    assert role["AssumeRolePolicyDocument"] == {
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}},
-        }],
-    }
-    assert iam.list_attached_role_policies(RoleName="bidsbatch-lab-job")["AttachedPolicies"] == []
-    assert iam.list_role_policies(RoleName="bidsbatch-lab-job")["PolicyNames"] == [
-        "bidsbatch-data-access"]
-    doc = iam.get_role_policy(RoleName="bidsbatch-lab-job",
-                              PolicyName="bidsbatch-data-access")["PolicyDocument"]
-    st = doc["Statement"]
-    assert [s["Sid"] for s in st] == ["ListDatasets1", "ListDatasets2",
-                                      "ReadDatasetsRequesterPays", "ListOutput",
-                                      "ReadWriteOutput", "DeleteRunState", "WriteLogs"]
-    assert st[0] == {"Sid": "ListDatasets1", "Effect": "Allow", "Action": "s3:ListBucket",
-                     "Resource": "arn:aws:s3:::bb-data",
-                     "Condition": {"StringLike": {"s3:prefix": ["ds", "ds/*"]}}}
-    # A whole-bucket dataset needs no prefix condition, and still names its bucket.
-    assert st[1] == {"Sid": "ListDatasets2", "Effect": "Allow", "Action": "s3:ListBucket",
-                     "Resource": "arn:aws:s3:::open-data"}
-    assert st[2] == {"Sid": "ReadDatasetsRequesterPays", "Effect": "Allow",
-                     "Action": "s3:GetObject",
-                     "Resource": ["arn:aws:s3:::bb-data/ds/*", "arn:aws:s3:::open-data/*"]}
-    assert st[3] == {"Sid": "ListOutput", "Effect": "Allow", "Action": "s3:ListBucket",
-                     "Resource": "arn:aws:s3:::bb-results",
-                     "Condition": {"StringLike": {"s3:prefix": ["m2g", "m2g/*"]}}}
-    assert st[4] == {"Sid": "ReadWriteOutput", "Effect": "Allow",
-                     "Action": ["s3:GetObject", "s3:PutObject"],
-                     "Resource": "arn:aws:s3:::bb-results/m2g/*"}
-    assert st[5] == {"Sid": "DeleteRunState", "Effect": "Allow", "Action": "s3:DeleteObject",
-                     "Resource": "arn:aws:s3:::bb-results/m2g/.bidsbatch/*"}
-    assert st[6] == {"Sid": "WriteLogs", "Effect": "Allow",
-                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                     "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:/bidsbatch/lab:*"}
-    for s in st:
-        actions = [s["Action"]] if isinstance(s["Action"], str) else s["Action"]
-        resources = [s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"]
-        assert s["Effect"] == "Allow"
-        assert not any("*" in a for a in actions), s
-        if any(a.startswith("s3:") for a in actions):
-            assert "*" not in resources and all(r.startswith("arn:aws:s3:::") for r in resources)
-
-    # The instance role: only the ECS agent's managed policy, trusted by EC2.
-    attached = iam.list_attached_role_policies(RoleName="bidsbatch-lab-instance")
-    assert [p["PolicyName"] for p in attached["AttachedPolicies"]] == [
-        "AmazonEC2ContainerServiceforEC2Role"]
+    for kw, message in [
+        ({"name": "bad name!", "bucket": "b1b"}, "invalid environment name"),
+        ({"datasets": ("/local/ds",), "output": "s3://b1b/o"}, "is not an s3:// location"),
+        ({"bucket": "s3://b1b"}, "--bucket takes a bucket name"),
+        ({"bucket": "b1b", "max_vcpus": 1}, "less than one m2g job needs"),
+        ({"bucket": "b1b", "root_volume_gib": 8}, "--root-volume-gib must be from 30"),
+        ({"bucket": "b1b", "log_retention_days": 31}, "not a value CloudWatch Logs accepts"),
+        ({"bucket": "b1b", "instance_types": ("r5.large;rm",)}, "invalid instance type"),
+        ({"bucket": "b1b", "pipeline": "nosuch"}, "unknown pipeline"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            create(**kw)
+    spec = create(bucket="b1b", pipeline="fmriprep", markets=(Market.ON_DEMAND, Market.SPOT))
+    assert spec.markets == (Market.SPOT, Market.ON_DEMAND)  # Spot always first
+    assert spec.instance_types == ("m5", "m6i", "r5") and spec.root_volume_gib == 100
+    assert spec.command() == ("bidsbatch aws setup lab --dataset s3://b1b --output s3://b1b "
+                              "--both --pipeline fmriprep --region us-east-1")
 
 
 def test_policy_evaluator_decides_like_iam() -> None:
@@ -379,6 +397,7 @@ def test_policy_evaluator_decides_like_iam() -> None:
 
 
 def test_teardown_deletes_exactly_what_it_made(batch_aws, tmp_path) -> None:
+    """And leaves the user's own resources alone, even with our names."""
     assert setup("--both").returncode == 0
     iam, logs = client(batch_aws, "iam"), client(batch_aws, "logs")
     # The user's own things, in our path and prefix but without our tag: never touched.
@@ -420,6 +439,15 @@ def test_teardown_deletes_exactly_what_it_made(batch_aws, tmp_path) -> None:
 
     again = run_cli("aws", "teardown", ENV, "--yes")
     assert again.returncode == 0 and "nothing tagged" in again.stderr
+
+    # Setup never adopts what it did not make: a role of our name, without our tag.
+    iam.create_role(RoleName="bidsbatch-lab-job", AssumeRolePolicyDocument=json.dumps(
+        policies.trust_policy(policies.ECS_TASKS)))
+    refused = setup()
+    assert refused.returncode == 2, refused.output
+    assert "job role bidsbatch-lab-job already exists and belongs to something else" in (
+        refused.stderr)
+    assert "hint:" in refused.stderr
 
 
 # --------------------------------------------------------------------------- pure parts

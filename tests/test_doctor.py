@@ -65,7 +65,7 @@ def fixes(report: dict[str, Any]) -> dict[str, str]:
     return {c["name"]: c["fix"] for c in report["checks"] if c["status"] == "fail"}
 
 
-def test_doctor_passes_on_a_good_environment(environment) -> None:
+def test_doctor_passes_then_names_a_disabled_queue_and_its_fix_works(environment) -> None:
     res, report = doctor()
     assert res.returncode == 0, res.output
     assert report["ok"] is True and checks(report, "fail") == []
@@ -83,8 +83,6 @@ def test_doctor_passes_on_a_good_environment(environment) -> None:
     listing = client(environment, "s3").list_objects_v2(Bucket="bb-results")
     assert listing.get("KeyCount", 0) == 0
 
-
-def test_doctor_names_a_disabled_queue_and_its_fix_works(environment) -> None:
     batch = client(environment, "batch")
     batch.update_job_queue(jobQueue="bidsbatch-lab", state="DISABLED")
     batch.update_compute_environment(computeEnvironment="bidsbatch-lab-spot", state="DISABLED")

@@ -395,6 +395,15 @@ def test_m2g_preset_parses_with_m2g_parser(ref: str, dirs: Dirs) -> None:
         assert ns["push_location"] is None  # bidsbatch uploads, not m2g
 
 
+def test_m2g_scratch_is_left_out_of_the_outputs() -> None:
+    """m2g writes registration scratch to <output_dir>/sub-X/ses-Y/tmp_d/{reg_a,reg_m}."""
+    from bidsbatch.transfer import compile_excludes, is_excluded
+
+    patterns = compile_excludes(load_pipeline("m2g").output_excludes)
+    assert is_excluded("sub-01/ses-pre/tmp_d/reg_a/t1w_aligned_mni.nii.gz", patterns)
+    assert not is_excluded("sub-01/ses-pre/connectomes_d/desikan/edgelist.csv", patterns)
+
+
 def test_m2g_rebuilt_parser_refuses_what_m2g_refuses() -> None:
     """The rebuilt parser is a real argparse parser: unknown options and missing dirs fail."""
     parser = _m2g_parser(_m2g_source(*M2G_SOURCES["deploy"]))

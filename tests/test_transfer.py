@@ -154,18 +154,20 @@ def _s3_dataset(s3, tmp_path: Path, files: dict[str, bytes]) -> tuple[S3Location
 
 
 def test_download_many_s3_ranged_no_heads_verified(aws, s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    files = {**FILES, "sub-01/dwi/sub-01_dwi.nii.gz": os.urandom(16 * MiB + 123)}
+    files = {**FILES, "sub-01/dwi/sub-01_dwi.nii.gz": os.urandom(8 * MiB + 123)}
     location, items = _s3_dataset(s3, tmp_path, files)
     aws.reset_requests()
     seen: list[int] = []
-    download_many(location, items, tmp_path / "dest", max_workers=8, progress=seen.append)
+    download_many(location, items, tmp_path / "dest", max_workers=8, part_size=4 * MiB,
+                  progress=seen.append)
     assert _tree(tmp_path / "dest") == files
     assert sum(seen) == sum(len(v) for v in files.values())
     requests = aws.requests()
     assert not [r for r in requests if r["method"] == "HEAD"], "sizes come from the plan"
     gets = [r for r in requests if r["method"] == "GET"]
-    # one GET per small file, two ranged GETs for the 16 MiB + 123 B one (16 MiB parts)
-    assert len(gets) == len(files) + 1
+    # one GET per small file, three ranged GETs for the 8 MiB + 123 B one (4 MiB parts)
+    assert len(gets) == len(files) + 2
+    assert len([r for r in gets if r["path"].endswith("_dwi.nii.gz")]) == 3
 
 
 def test_download_many_s3_catches_changed_content(aws, s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -193,19 +195,22 @@ def test_download_many_s3_missing_object_is_not_transient(aws, s3, tmp_path: Pat
 
 def test_upload_tree_s3_checksums_and_no_acl(aws, s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
-    files = {**FILES, "sub-01/big.bin": os.urandom(17 * MiB), "tmp_d/x": b"x"}
+    files = {**FILES, "sub-01/big.bin": os.urandom(9 * MiB), "tmp_d/x": b"x"}
     _write(out, files)
     bucket = unique_bucket()
     s3.create_bucket(Bucket=bucket)
     aws.reset_requests()
-    outputs = upload_tree(out, S3Location(bucket, "deriv"), excludes=["tmp_d"], max_workers=8)
+    outputs = upload_tree(out, S3Location(bucket, "deriv"), excludes=["tmp_d"], max_workers=8,
+                          part_size=5 * MiB)  # S3's smallest part: the big file in two parts
     expected = {k: v for k, v in files.items() if not k.startswith("tmp_d")}
     assert [o.key for o in outputs] == sorted(expected)
     for o in outputs:
         body = s3.get_object(Bucket=bucket, Key=f"deriv/{o.key}")["Body"].read()
         assert body == expected[o.key]
         assert o.checksum == "sha256:" + hashlib.sha256(body).hexdigest()
-    assert not [r for r in aws.requests() if "acl" in r["query"]]
+    requests = aws.requests()
+    assert not [r for r in requests if "acl" in r["query"]]
+    assert len([r for r in requests if "partNumber" in r["query"]]) == 2
 
 
 def _closed_port() -> int:

@@ -21,10 +21,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import moto_server
 import pytest
 from conftest import BIN, run_cli, unique_bucket, upload_tree
 
-import moto_server
 from bidsbatch.errors import StorageError
 from bidsbatch.plan import make_plan
 from bidsbatch.specs import InputFile, Manifest, Spec
@@ -360,6 +360,12 @@ def test_killed_mid_upload_leaves_no_marker_and_rerun_completes(
     spec_path = write_spec(spec, tmp_path / "spec.json")
     proc = _start_worker(["--spec", str(spec_path), "--scratch", str(tmp_path / "scratch")])
     _read_until(proc, "stage-out:")
+    # Wait for the first outputs to land, then kill: a worker really mid-upload.
+    outputs_prefix = f"out/sub-{spec.participant}/"
+    deadline = time.monotonic() + 30
+    while "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=outputs_prefix):
+        assert time.monotonic() < deadline, "no output was ever uploaded"
+        time.sleep(0.01)
     proc.kill()  # SIGKILL: no cleanup of any kind, as when a Spot host vanishes
     proc.wait()
     marker_key = f"out/.bidsbatch/done/{spec.scan_id}.json"
@@ -403,7 +409,8 @@ def test_run_worker_api_with_injected_clock(ds: Path, app_path: Path, tmp_path: 
                          f"{spec.scan_id}.json").read_text())
     assert marker["started_at"] == "2030-01-01T00:00:00.000Z"
     assert marker["attempt"] == 3
-    assert stream.getvalue().startswith("2030-01-01T00:00:00.000Z [worker] bidsbatch")
+    first = stream.getvalue().splitlines()[0]
+    assert first.startswith("2030-01-01T00:00:01.000Z [worker] bidsbatch"), first
 
 
 def test_free_disk_check_says_what_is_needed(ds: Path, app_path: Path, tmp_path: Path) -> None:

@@ -46,6 +46,9 @@ def _root(
 
 def _register() -> None:
     """Every command group registers itself here: one place, no hand-synced lists."""
+    if _state.get("registered"):
+        return
+    _state["registered"] = True
     from . import cli_commands
 
     cli_commands.register(app)
@@ -62,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
+        # typer rebuilds its click command (type hints of every command) on each call;
+        # build it once per process: forked workers then start in milliseconds.
+        command = _state.get("command")
+        if command is None:
+            command = _state["command"] = typer.main.get_command(app)
         # Without standalone mode click returns the code of a typer.Exit instead of raising.
-        rv = app(args=args, standalone_mode=False)
+        rv = command.main(args=args, prog_name="bidsbatch", standalone_mode=False)
         if isinstance(rv, int):
             return rv
     except BidsbatchError as exc:

@@ -47,6 +47,9 @@ MiB = 1024 * 1024
 #: saturates what we could measure; botocore's connection pool is 32.
 DEFAULT_WORKERS = 16
 
+#: Files above this size are moved in ranged GETs / multipart parts of this size.
+DEFAULT_PART_SIZE = 64 * MiB
+
 #: Suffix of a file being downloaded; renamed away once verified.
 PART_SUFFIX = ".bbpart"
 
@@ -114,18 +117,19 @@ class Collected:
 
 
 @lru_cache(maxsize=8)
-def transfer_config(*, max_concurrency: int = DEFAULT_WORKERS) -> Any:
-    """The s3transfer settings: multipart/ranged above 16 MiB, in 16 MiB parts.
+def transfer_config(*, max_concurrency: int = DEFAULT_WORKERS,
+                    part_size: int = DEFAULT_PART_SIZE) -> Any:
+    """The s3transfer settings: one request for files up to ``part_size``, parts above.
 
-    Part size and thresholds are from the benchmark (bench/RESULTS.md): a
-    50 MB file in 4 ranges keeps every request thread busy without paying
-    for many small requests.
+    64 MiB parts came out of the benchmark (bench/RESULTS.md): fewer, larger
+    requests won over 8 and 16 MiB, as they do for s5cmd (50 MB parts), and a
+    large file still spreads over several request threads.
     """
     from boto3.s3.transfer import TransferConfig
 
     return TransferConfig(
-        multipart_threshold=16 * MiB,
-        multipart_chunksize=16 * MiB,
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
         max_concurrency=max_concurrency,
         # Each request thread reads/writes in 1 MiB pieces instead of 256 KiB:
         # fewer queue round trips per large file.
@@ -246,6 +250,7 @@ def download_many(
     dest_dir: Path,
     *,
     max_workers: int = DEFAULT_WORKERS,
+    part_size: int = DEFAULT_PART_SIZE,
     retry: RetryPolicy = RetryPolicy(),
     progress: Progress | None = None,
 ) -> TransferStats:
@@ -276,7 +281,7 @@ def download_many(
     if isinstance(location, S3Location):
         def one_round(batch: list[_Download]) -> list[tuple[_Download, BidsbatchError]]:
             return _s3_download_round(location, batch, max_workers=max_workers,
-                                      progress=progress)
+                                      part_size=part_size, progress=progress)
     else:
         def one_round(batch: list[_Download]) -> list[tuple[_Download, BidsbatchError]]:
             return _pool_round(batch, lambda j: _local_download(location, j, progress),
@@ -362,20 +367,21 @@ class _Subscriber:
         self.done.put((self.job, future))
 
 
-def _transfer_manager(location: S3Location, max_workers: int) -> Any:
+def _transfer_manager(location: S3Location, max_workers: int, part_size: int) -> Any:
     from s3transfer.manager import TransferManager
 
-    return TransferManager(location.client, transfer_config(max_concurrency=max_workers))
+    config = transfer_config(max_concurrency=max_workers, part_size=part_size)
+    return TransferManager(location.client, config)
 
 
 def _s3_download_round(
-    location: S3Location, jobs: list[_Download], *, max_workers: int,
+    location: S3Location, jobs: list[_Download], *, max_workers: int, part_size: int,
     progress: Progress | None,
 ) -> list[tuple[_Download, BidsbatchError]]:
     _client, bucket, full_key, extra = _s3_parts(location)
     done: queue.Queue[tuple[Any, Any]] = queue.Queue()
     failures: list[tuple[_Download, BidsbatchError]] = []
-    with _transfer_manager(location, max_workers) as tm:
+    with _transfer_manager(location, max_workers, part_size) as tm:
         for job in jobs:
             sub = _Subscriber(job, done, progress, size=job.size, etag=job.etag)
             tm.download(bucket, full_key(job.key), str(job.part), extra_args=dict(extra),
@@ -536,6 +542,7 @@ def upload_tree(
     *,
     excludes: Iterable[str] = (),
     max_workers: int = DEFAULT_WORKERS,
+    part_size: int = DEFAULT_PART_SIZE,
     retry: RetryPolicy = RetryPolicy(),
     progress: Progress | None = None,
     collected: Collected | None = None,
@@ -558,8 +565,8 @@ def upload_tree(
     lock = threading.Lock()
     if isinstance(location, S3Location):
         def one_round(batch: list[LocalFile]) -> list[tuple[LocalFile, BidsbatchError]]:
-            return _s3_upload_round(location, batch, checksums, lock,
-                                    max_workers=max_workers, progress=progress)
+            return _s3_upload_round(location, batch, checksums, lock, max_workers=max_workers,
+                                    part_size=part_size, progress=progress)
     else:
         def upload_one(job: LocalFile) -> None:
             if job.key not in checksums:
@@ -577,7 +584,7 @@ def upload_tree(
 
 def _s3_upload_round(
     location: S3Location, jobs: list[LocalFile], checksums: dict[str, str],
-    lock: threading.Lock, *, max_workers: int, progress: Progress | None,
+    lock: threading.Lock, *, max_workers: int, part_size: int, progress: Progress | None,
 ) -> list[tuple[LocalFile, BidsbatchError]]:
     _client, bucket, full_key, extra = _s3_parts(location)
     done: queue.Queue[tuple[Any, Any]] = queue.Queue()
@@ -593,7 +600,7 @@ def _s3_upload_round(
     # Hash on a small pool and hand each file to the transfer manager as soon as
     # its checksum is known: hashing overlaps the uploads instead of preceding them.
     with ThreadPoolExecutor(max_workers=2) as hashers, \
-            _transfer_manager(location, max_workers) as tm:
+            _transfer_manager(location, max_workers, part_size) as tm:
         hashed = [hashers.submit(digest, job) for job in jobs]
         for fut in as_completed(hashed):
             try:
@@ -619,6 +626,7 @@ def _s3_upload_round(
 
 
 __all__ = [
+    "DEFAULT_PART_SIZE",
     "DEFAULT_WORKERS",
     "ChecksumMismatchError",
     "Collected",

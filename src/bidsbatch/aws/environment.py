@@ -464,8 +464,12 @@ def error_message(exc: BaseException) -> str:
     return str(exc)
 
 
-def translate_aws_error(exc: BaseException, what: str) -> BidsbatchError:
-    """One clear line for a botocore error met while doing ``what``."""
+def translate_aws_error(exc: BaseException, what: str, *, hint: str | None = None
+                        ) -> BidsbatchError:
+    """One clear line for a botocore error met while doing ``what``.
+
+    ``hint`` is what to do about errors that have no better hint of their own.
+    """
     from botocore.exceptions import (
         ClientError,
         ConnectTimeoutError,
@@ -511,19 +515,19 @@ def translate_aws_error(exc: BaseException, what: str) -> BidsbatchError:
                 hint="your AWS identity needs the IAM, EC2, Batch and Logs permissions "
                 "listed in the README; or deploy `bidsbatch aws template` with an admin",
             )
-        return BidsbatchError(f"AWS error while {what}: {code}: {message}")
-    return BidsbatchError(f"AWS error while {what}: {exc}")
+        return BidsbatchError(f"AWS error while {what}: {code}: {message}", hint=hint)
+    return BidsbatchError(f"AWS error while {what}: {exc}", hint=hint)
 
 
 @contextlib.contextmanager
-def aws_errors(what: str) -> Iterator[None]:
+def aws_errors(what: str, *, hint: str | None = None) -> Iterator[None]:
     """Turn botocore errors raised inside into :class:`BidsbatchError`."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
-        raise translate_aws_error(exc, what) from None
+        raise translate_aws_error(exc, what, hint=hint) from None
 
 
 @dataclass
@@ -691,6 +695,11 @@ class _Setup:
                 hint="choose another environment name, or delete that resource first",
             )
 
+    def errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        # Every step finds what an earlier run made: rerunning is always the way on.
+        return aws_errors(what, hint="fix the cause, then run the same command again: "
+                          "it continues where it stopped")
+
     # -- the steps, in dependency order
 
     def run(self) -> SetupResult:
@@ -698,7 +707,7 @@ class _Setup:
         if not spec.region:
             raise UsageError("no AWS region is set", hint="pass --region or set AWS_REGION")
         ident = caller_identity(self.clients)
-        with aws_errors("finding the network"):
+        with self.errors("finding the network"):
             network = resolve_network(
                 self.clients.ec2,
                 group_name=self.names.security_group,
@@ -708,7 +717,7 @@ class _Setup:
                 dry_run=self.dry_run,
                 report=self.record,
             )
-        with aws_errors("setting up the IAM roles"):
+        with self.errors("setting up the IAM roles"):
             service_role = self.service_linked_role()
             self.role(
                 kind="instance role",
@@ -737,14 +746,14 @@ class _Setup:
                 ),
                 description=f"bidsbatch {spec.name}: jobs read the datasets, write the output",
             )
-        with aws_errors("setting up the launch template"):
+        with self.errors("setting up the launch template"):
             lt_version = self.launch_template()
-        with aws_errors("setting up the log group"):
+        with self.errors("setting up the log group"):
             self.log_group()
         ce_arns: list[str] = []
         for market in spec.markets:
             name = self.names.compute_environment(market)
-            with aws_errors(f"setting up compute environment {name}"):
+            with self.errors(f"setting up compute environment {name}"):
                 ce_arns.append(
                     self.compute_environment(
                         market,
@@ -755,12 +764,12 @@ class _Setup:
                         lt_version=lt_version,
                     )
                 )
-        with aws_errors(f"setting up job queue {self.names.job_queue}"):
+        with self.errors(f"setting up job queue {self.names.job_queue}"):
             queue_arn = self.job_queue(ce_arns)
         for market in Market:
             if market not in spec.markets:
                 name = self.names.compute_environment(market)
-                with aws_errors(f"removing compute environment {name}"):
+                with self.errors(f"removing compute environment {name}"):
                     self.drop_compute_environment(market)
 
         settings = EnvironmentSettings(
