@@ -371,7 +371,7 @@ def _fork_command(args: list[str], log: Path, *, header: str) -> int:
         from ..cli import main
 
         code = main(args)
-    except BaseException:  # noqa: BLE001 (a forked child must never return into the parent)
+    except BaseException:  # a forked child must never return into the parent
         import traceback
 
         traceback.print_exc()
