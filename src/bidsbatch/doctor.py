@@ -323,7 +323,7 @@ class _Doctor:
                 continue
             except Exception as exc:
                 self.add(label, FAIL, _s3_problem(exc, uri),
-                         _s3_fix(exc, requester_pays=requester_pays))
+                         _s3_fix(exc, uri=uri, requester_pays=requester_pays))
                 continue
             if found.get("KeyCount", len(found.get("Contents", []))) == 0:
                 self.add(label, FAIL, f"no objects under {uri}",
@@ -344,7 +344,7 @@ class _Doctor:
             s3.put_object(Bucket=loc.bucket, Key=key, Body=b"bidsbatch doctor probe\n", **extra)
         except Exception as exc:
             self.add(label, FAIL, _s3_problem(exc, out_uri),
-                     _s3_fix(exc, requester_pays=requester_pays, write=True))
+                     _s3_fix(exc, uri=out_uri, requester_pays=requester_pays, write=True))
             return
         try:
             s3.delete_object(Bucket=loc.bucket, Key=key, **extra)
@@ -397,10 +397,11 @@ def _s3_problem(exc: Exception, uri: str) -> str:
     return translate_aws_error(exc, f"reaching {uri}").message
 
 
-def _s3_fix(exc: Exception, *, requester_pays: bool, write: bool = False) -> str:
+def _s3_fix(exc: Exception, *, uri: str, requester_pays: bool, write: bool = False) -> str:
     code = error_code(exc)
     if code == "NoSuchBucket":
-        return "check the bucket name (aws s3 ls)"
+        bucket = uri[5:].split("/", 1)[0]
+        return f"check the bucket name (aws s3 ls), or create it: aws s3 mb s3://{bucket}"
     if code in ("AccessDenied", "403", "AllAccessDisabled"):
         need = "s3:PutObject and s3:DeleteObject" if write else "s3:ListBucket"
         fix = f"give your identity {need} there (IAM policy or bucket policy)"
