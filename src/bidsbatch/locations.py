@@ -404,20 +404,23 @@ class S3Location(Location):
         except ClientError as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 # A 404 may also mean "no such bucket"; tell the two apart once.
-                self._check_bucket()
+                self._check_bucket(key)
                 return None
             raise self._translate(exc, key) from None
         except Exception as exc:
             raise self._translate(exc, key) from None
         return ObjectInfo(key, head["ContentLength"], _etag(head.get("ETag")))
 
-    def _check_bucket(self) -> None:
+    def _check_bucket(self, key: str) -> None:
+        # A one-key listing under the key itself, not HeadBucket: a least-privilege role
+        # may list only its prefixes (s3:prefix condition), and HeadBucket has no prefix.
         from botocore.exceptions import ClientError
 
         try:
-            self.client.head_bucket(Bucket=self.bucket, **self._extra)
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1,
+                                        **self._extra)
         except ClientError as exc:
-            raise self._translate(exc, "") from None
+            raise self._translate(exc, "" if _code(exc) == "NoSuchBucket" else key) from None
 
     def read_bytes(self, key: str) -> bytes:
         with self._errors(key):
