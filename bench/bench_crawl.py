@@ -83,8 +83,8 @@ def make_dataset(root: Path, subjects: int) -> str:
             root, subjects=subjects, sessions=("1", "2"), runs=2, inherited_sidecars=False,
             shape=(4, 4, 4), n_volumes=3,
         )
-        return ("bidsbatch.synth.make_dataset(subjects=%d, sessions=('1','2'), runs=2, "
-                "inherited_sidecars=False, shape=(4,4,4), n_volumes=3)" % subjects)
+        return (f"bidsbatch.synth.make_dataset(subjects={subjects}, sessions=('1','2'), runs=2, "
+                "inherited_sidecars=False, shape=(4,4,4), n_volumes=3)")
     except Exception as exc:  # synth is young; the key layout is what matters here
         shutil.rmtree(root, ignore_errors=True)
         _tiny_layout(root, subjects)
@@ -318,10 +318,12 @@ def moto_page_costs(srv: Any, subjects: int) -> list[tuple[str, float, float, in
     n_small = min(50, subjects)
     cases: list[tuple[str, Callable[[int], Any], int]] = [
         ("1 subject's prefix (21 keys) in the dataset bucket",
-         lambda i: client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/sub-{i % subjects + 1:04d}/"),
+         lambda i: client.list_objects_v2(
+             Bucket=BUCKET, Prefix=f"{PREFIX}/sub-{i % subjects + 1:04d}/"),
          n_small),
         ("one full 1,000-key page in the dataset bucket",
-         lambda i: client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/sub-", MaxKeys=1000), 10),
+         lambda i: client.list_objects_v2(
+             Bucket=BUCKET, Prefix=f"{PREFIX}/sub-", MaxKeys=1000), 10),
         ("1 subject's prefix (21 keys) in a 21-key bucket",
          lambda i: client.list_objects_v2(Bucket="bench-tiny", Prefix="ds/sub-0001/"), 100),
     ]
@@ -367,8 +369,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", default="8,16,32",
                     help="max_workers values for our crawl (default: 8,16,32)")
-    ap.add_argument("--sweep-repeats", type=int, default=None,
-                    help="repeats for the worker counts other than 16 (default: --repeats)")
+    ap.add_argument("--sweep-repeats", type=int, default=1,
+                    help="repeats of the worker counts other than 16 (default 1, to stay "
+                         "within ~10 minutes; 16 gets --repeats)")
     ap.add_argument("--naive-repeats", type=int, default=1,
                     help="repeats of the naive crawls (default 1: ~9,000 sequential requests "
                          "take minutes on moto)")
@@ -379,11 +382,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write every run as JSON here")
     args = ap.parse_args()
     workers = [int(w) for w in args.workers.split(",") if w]
-    sweep_repeats = args.sweep_repeats if args.sweep_repeats is not None else args.repeats
+    sweep_repeats = args.sweep_repeats
 
     import moto_server
 
     started = time.perf_counter()
+    load_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-crawl-"))
     local = tmp / "ds"
     srv = None
@@ -409,7 +413,7 @@ def main() -> int:
         def log(row: Row, run: Run) -> None:
             print(f"  {row.tool} [{row.mode}, {row.workers}] {run.wall:.2f} s, "
                   f"{sum(run.requests.values())} requests, moto CPU {run.moto_cpu:.1f} s, "
-                  f"{run.found}", file=sys.stderr)
+                  f"{run.found}, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
 
         default_w = 16 if 16 in workers else workers[0]
         ours_rows = {w: Row("bidsbatch crawl", "S3 (moto)", str(w)) for w in workers}
@@ -424,7 +428,8 @@ def main() -> int:
 
         # Round-robin the repeats so drift hits every tool alike.
         for rep in range(args.repeats):
-            plan: list[tuple[Row, Callable[[], str]]] = [(ours_rows[default_w], ours(URI, default_w))]
+            plan: list[tuple[Row, Callable[[], str]]] = [
+                (ours_rows[default_w], ours(URI, default_w))]
             if rep < sweep_repeats:
                 plan += [(ours_rows[w], ours(URI, w)) for w in workers if w != default_w]
             plan.append((range_row, ours_ranges(default_w, reference)))
@@ -437,8 +442,10 @@ def main() -> int:
 
         naive_rows = []
         if not args.skip_naive:
-            for kind, label in (("per_prefix", "naive: one listing per key prefix (bench/naive_crawl.py)"),
-                                ("m2g_shipped", "m2g_cloud's shape: full listing + 1 per subject")):
+            for kind, label in (
+                ("per_prefix", "naive: one listing per key prefix (bench/naive_crawl.py)"),
+                ("m2g_shipped", "m2g_cloud's shape: full listing + 1 per subject"),
+            ):
                 row = Row(label, "S3 (moto)", "1 (sequential)")
                 for _ in range(args.naive_repeats):
                     run = bench.measure(naive(kind))
@@ -461,7 +468,8 @@ def main() -> int:
         ours_local = Row("bidsbatch crawl", "local copy", str(default_w))
         b2t_local = Row("bids2table 2.3.1 index_dataset", "local copy", "1 (sequential)")
         for _ in range(args.repeats):
-            for row, fn in ((ours_local, ours(str(local), default_w)), (b2t_local, b2t(str(local)))):
+            for row, fn in ((ours_local, ours(str(local), default_w)),
+                            (b2t_local, b2t(str(local)))):
                 run = local_bench.measure(fn)
                 row.runs.append(run)
                 log(row, run)
@@ -477,9 +485,12 @@ def main() -> int:
         rows += [ours_local, b2t_local]
 
         print(f"\nDataset: {n_objects} objects ({args.subjects} subjects x 2 sessions), {made_by}.")
-        print(f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
-              f"{datetime.date.today().isoformat()}. Moto server: tests/moto_server.py "
-              "(one process, threaded).")
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        print(f"Machine: {os.cpu_count()} cores, {mem:.0f} GiB, Python "
+              f"{platform.python_version()}, {datetime.date.today().isoformat()}. Moto server: "
+              "tests/moto_server.py (one process, threaded).")
+        print("Load average (1 min) at start / end: "
+              f"{load_start:.1f} / {os.getloadavg()[0]:.1f}.")
         if not b2t_s3:
             print("bids2table S3 mode: not run (cloudpathlib not importable; see --b2t-path); "
                   "local copy only.")

@@ -33,7 +33,12 @@ _SUBJECT_IN_KEY = re.compile(r"/sub-([0-9A-Za-z+]+)/")
 _SESSION_IN_KEY = re.compile(r"/ses-([0-9A-Za-z+]+)/")
 
 
-def _list(client: Any, bucket: str, prefix: str, delimiter: str | None) -> tuple[list[str], list[str]]:
+Scans = dict[tuple[str, str | None], list[str]]
+
+
+def _list(
+    client: Any, bucket: str, prefix: str, delimiter: str | None
+) -> tuple[list[str], list[str]]:
     """Every key and common prefix under ``prefix``, following continuation tokens by hand."""
     keys: list[str] = []
     prefixes: list[str] = []
@@ -50,10 +55,10 @@ def _list(client: Any, bucket: str, prefix: str, delimiter: str | None) -> tuple
         kwargs["ContinuationToken"] = token
 
 
-def crawl_per_prefix(client: Any, bucket: str, prefix: str) -> dict[tuple[str, str | None], list[str]]:
+def crawl_per_prefix(client: Any, bucket: str, prefix: str) -> Scans:
     """One listing per key prefix, sequentially (the benchmark's naive peer)."""
     root = prefix.strip("/") + "/" if prefix.strip("/") else ""
-    scans: dict[tuple[str, str | None], list[str]] = {}
+    scans: Scans = {}
     _keys, top = _list(client, bucket, root, "/")
     for sub_prefix in top:
         m = _SUBJECT.search(sub_prefix)
@@ -79,12 +84,13 @@ def crawl_per_prefix(client: Any, bucket: str, prefix: str) -> dict[tuple[str, s
     return scans
 
 
-def crawl_m2g_shipped(client: Any, bucket: str, prefix: str) -> dict[tuple[str, str | None], list[str]]:
+def crawl_m2g_shipped(client: Any, bucket: str, prefix: str) -> Scans:
     """Full listing of ``sub-*``, then one full listing per subject, sequentially."""
     root = prefix.strip("/") + "/" if prefix.strip("/") else ""
     every_key, _ = _list(client, bucket, root + "sub-", None)
-    subjects = sorted({m.group(1) for k in every_key if (m := _SUBJECT_IN_KEY.search("/" + k[len(root):]))})
-    scans: dict[tuple[str, str | None], list[str]] = {}
+    found = (_SUBJECT_IN_KEY.search("/" + k[len(root):]) for k in every_key)
+    subjects = sorted({m.group(1) for m in found if m})
+    scans: Scans = {}
     for subject in subjects:
         keys, _ = _list(client, bucket, f"{root}sub-{subject}/", None)
         by_session: dict[str | None, list[str]] = {}

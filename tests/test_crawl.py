@@ -66,7 +66,7 @@ def test_missing_description_is_a_clear_error(place, tmp_path: Path) -> None:
     root = tmp_path / "ds"
     (root / "sub-01/anat").mkdir(parents=True)
     (root / "sub-01/anat/sub-01_T1w.nii.gz").write_text("x")
-    with pytest.raises(DatasetError, match="dataset_description.json is missing"):
+    with pytest.raises(DatasetError, match=r"dataset_description\.json is missing"):
         crawl(place(root))
 
 

@@ -113,7 +113,7 @@ def test_wrong_region_says_which(tmp_path: Path) -> None:
          "ResponseMetadata": {"HTTPHeaders": {"x-amz-bucket-region": "eu-west-1"}}},
         "ListObjectsV2",
     )
-    translated = S3Location("bkt", "ds")._translate(err, "")
+    translated = S3Location("bkt", "ds").translate_error(err, "")
     assert "in another region" in translated.message
     assert translated.hint == "set AWS_REGION=eu-west-1"
 

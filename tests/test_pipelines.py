@@ -78,5 +78,5 @@ def test_credentials_in_env_are_refused() -> None:
 
 def test_group_step_is_optional_and_validated() -> None:
     assert load_pipeline("demo").group is not None
-    with pytest.raises(PipelineError, match="group.command"):
+    with pytest.raises(PipelineError, match=r"group\.command"):
         _pipe(group={"command": ["app", "{nope}"]})

@@ -42,6 +42,7 @@ def _format_regex(entity_key: str) -> re.Pattern[str]:
     return re.compile(schema.objects.formats[ent["format"]].pattern)
 
 
+@lru_cache(maxsize=1)
 def label_pattern() -> re.Pattern[str]:
     """The schema's pattern for a label (``[0-9a-zA-Z+]+`` in BIDS 1.10)."""
     return re.compile(_schema().objects.formats.label.pattern)

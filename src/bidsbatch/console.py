@@ -6,6 +6,7 @@ import sys
 
 from rich.console import Console
 
+
 def _make_err_console() -> Console:
     console = Console(stderr=True)
     if not console.is_terminal and "COLUMNS" not in __import__("os").environ:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import threading
-import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,11 +74,17 @@ def safe_key(key: str) -> str:
     return key
 
 
+# Unicode general category Cc ("control"), which the Unicode stability policy
+# freezes: exactly U+0000-U+001F and U+007F-U+009F. One regex search instead of
+# a unicodedata.category() call per character (the crawl checks every key).
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def hostile_reason(key: str) -> str | None:
     """Why ``key`` is unsafe to use as a relative local path, or None when it is safe."""
     if not key:
         return "empty key"
-    if any(unicodedata.category(c) == "Cc" for c in key):
+    if _CONTROL_CHARS.search(key):
         return "control character"
     if "\\" in key:
         return "backslash"
@@ -296,12 +302,16 @@ _TRANSIENT_CODES = {
 }
 
 _client_lock = threading.Lock()
-_client_cache: dict[tuple[S3Options, int], Any] = {}
+_client_cache: dict[tuple[Any, ...], Any] = {}
+
+#: The standard variables that change which client a process needs.
+_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_REGION",
+               "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE")
 
 
 def make_s3_client(options: S3Options = S3Options(), *, max_pool_connections: int = 32) -> Any:
     """An S3 client from the standard AWS configuration (shared per options, thread-safe)."""
-    key = (options, max_pool_connections)
+    key = (options, max_pool_connections, *(os.environ.get(v) for v in _CLIENT_ENV))
     with _client_lock:
         client = _client_cache.get(key)
         if client is None:
@@ -369,19 +379,21 @@ class S3Location(Location):
         prefix = f"{self.prefix}/{rel}" if self.prefix else rel
         return S3Location(self.bucket, prefix, options=self.options, client=self._client)
 
-    def _key(self, key: str) -> str:
+    def full_key(self, key: str) -> str:
+        """The object key in the bucket for ``key`` relative to this location."""
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _rel(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
 
     @property
-    def _extra(self) -> dict[str, str]:
+    def request_extra(self) -> dict[str, str]:
+        """Extra request arguments every call needs (Requester Pays)."""
         return {"RequestPayer": "requester"} if self.options.requester_pays else {}
 
     def list(self, prefix: str = "", *, delimiter: str | None = "/") -> Listing:
-        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full, **self._extra}
+        full = self.full_key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full, **self.request_extra}
         if delimiter:
             kwargs["Delimiter"] = delimiter
         listing = Listing()
@@ -400,15 +412,16 @@ class S3Location(Location):
         from botocore.exceptions import ClientError
 
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key), **self._extra)
+            head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key),
+                                           **self.request_extra)
         except ClientError as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 # A 404 may also mean "no such bucket"; tell the two apart once.
                 self._check_bucket(key)
                 return None
-            raise self._translate(exc, key) from None
+            raise self.translate_error(exc, key) from None
         except Exception as exc:
-            raise self._translate(exc, key) from None
+            raise self.translate_error(exc, key) from None
         return ObjectInfo(key, head["ContentLength"], _etag(head.get("ETag")))
 
     def _check_bucket(self, key: str) -> None:
@@ -417,26 +430,28 @@ class S3Location(Location):
         from botocore.exceptions import ClientError
 
         try:
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1,
-                                        **self._extra)
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.full_key(key), MaxKeys=1,
+                                        **self.request_extra)
         except ClientError as exc:
-            raise self._translate(exc, "" if _code(exc) == "NoSuchBucket" else key) from None
+            raise self.translate_error(exc, "" if _code(exc) == "NoSuchBucket" else key) from None
 
     def read_bytes(self, key: str) -> bytes:
         with self._errors(key):
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **self._extra)
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key),
+                                          **self.request_extra)
             return resp["Body"].read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic on S3: readers see the old or the new object.
         with self._errors(key):
             self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data, **self._extra
+                Bucket=self.bucket, Key=self.full_key(key), Body=data, **self.request_extra
             )
 
     def delete(self, key: str) -> None:
         with self._errors(key):
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key), **self._extra)
+            self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key),
+                                      **self.request_extra)
 
     def download(
         self, key: str, dest: Path, *, progress: Callable[[int], None] | None = None
@@ -449,9 +464,9 @@ class S3Location(Location):
             with self._errors(key):
                 self.client.download_file(
                     self.bucket,
-                    self._key(key),
+                    self.full_key(key),
                     str(tmp),
-                    ExtraArgs=self._extra or None,
+                    ExtraArgs=self.request_extra or None,
                     Callback=progress,
                     Config=transfer_config(),
                 )
@@ -471,8 +486,8 @@ class S3Location(Location):
             self.client.upload_file(
                 str(src),
                 self.bucket,
-                self._key(key),
-                ExtraArgs=self._extra or None,
+                self.full_key(key),
+                ExtraArgs=self.request_extra or None,
                 Callback=progress,
                 Config=transfer_config(),
             )
@@ -485,9 +500,9 @@ class S3Location(Location):
         except BidsbatchError:
             raise
         except Exception as exc:
-            raise self._translate(exc, key) from None
+            raise self.translate_error(exc, key) from None
 
-    def _translate(self, exc: Exception, key: str) -> BidsbatchError:
+    def translate_error(self, exc: Exception, key: str) -> BidsbatchError:
         """Turn a botocore error into one clear line: what, where, what to do."""
         from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import (

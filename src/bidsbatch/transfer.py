@@ -339,7 +339,7 @@ def _etag_not_md5(location: Location, key: str) -> bool:
 def _s3_parts(location: S3Location) -> tuple[Any, str, Callable[[str], str], dict[str, str]]:
     """The S3 client, bucket, key mapping and request extras of a location."""
     # One adapter for S3Location's internals (see the note in the report on making them public).
-    return location.client, location.bucket, location._key, location._extra
+    return location.client, location.bucket, location.full_key, location.request_extra
 
 
 class _Subscriber:
@@ -418,10 +418,10 @@ def _translate_s3(location: S3Location, exc: Exception, key: str) -> BidsbatchEr
     code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
     if code in ("PreconditionFailed", "412"):
         return ChecksumMismatchError(
-            f"{location.describe(key)} changed while it was downloaded",
+            f"{location.describe(key)} changed since the run was planned (its ETag differs)",
             hint="plan the run again if the dataset was changed on purpose",
         )
-    return location._translate(exc, key)
+    return location.translate_error(exc, key)
 
 
 def _as_storage_error(exc: BaseException, key: str) -> BidsbatchError:

@@ -533,6 +533,8 @@ def stage_out(
              + (f" ({collected.excluded} excluded)" if collected.excluded else ""))
     for note in collected.skipped:
         log.info(f"stage-out: left out {note}")
+    if not collected.files:
+        log.info(f"warning: the app wrote nothing to {{output_dir}} ({scratch.out})")
     started = time.monotonic()
     outputs = upload_tree(
         scratch.out, output, excludes=spec.output_excludes, max_workers=options.max_workers,

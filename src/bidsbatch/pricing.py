@@ -1,0 +1,434 @@
+"""Where prices come from, and how they apply to a run.
+
+The price table is data: ``bidsbatch/data/prices.json`` ships with the
+package (its ``source`` and ``retrieved`` date inside), the user's
+``$BIDSBATCH_CONFIG_DIR/prices.json`` overrides it, and a file given with
+``--prices`` overrides both, entry by entry. ``--refresh-prices`` rewrites
+the user's file from AWS: On-Demand prices from the Price List API
+(``pricing:GetProducts``, AmazonEC2, Linux, shared tenancy; the API lives in
+us-east-1) and Spot prices from ``ec2:DescribeSpotPriceHistory`` (the median
+over the region's availability zones of each zone's latest price).
+
+:func:`run_cost_for` prices a run from its ledger: the attempts, the
+pipeline's resources, the instance types and markets the executor recorded,
+and what to assume where it recorded none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Any
+
+from .cost import (
+    ON_DEMAND,
+    SPOT,
+    CostContext,
+    HourlyPrice,
+    InstanceType,
+    RunCost,
+    run_cost,
+    scans_per_instance,
+)
+from .errors import BidsbatchError, UsageError
+from .ledger import AttemptRecord, Ledger
+from .pipelines import Resources
+from .runs import RunDir
+from .specs import RunInfo
+
+PRICES_FILE = "prices.json"
+#: Used when nothing says which region a run or an estimate is in.
+DEFAULT_REGION = "us-east-1"
+#: Used for Batch attempts when neither the ledger nor the run's settings name a type:
+#: the seed setup's instance (one m2g job each).
+FALLBACK_INSTANCE_TYPE = "r5.large"
+#: The Price List API answers in us-east-1 (and two other regions), whatever region is priced.
+PRICING_API_REGION = "us-east-1"
+#: Executors that run on instances with a bill.
+PRICED_EXECUTORS = {"aws-batch"}
+
+
+@dataclass(frozen=True)
+class PriceSource:
+    """Where a layer of the table came from."""
+
+    where: str  # "shipped", a file path, or "AWS"
+    source: str
+    retrieved: str
+
+    def describe(self) -> str:
+        when = f", retrieved {self.retrieved}" if self.retrieved else ""
+        return f"{self.where}{when}"
+
+
+@dataclass
+class PriceTable:
+    """Instance types and their hourly prices per region, from one or more layers."""
+
+    instance_types: dict[str, InstanceType] = field(default_factory=dict)
+    regions: dict[str, dict[str, HourlyPrice]] = field(default_factory=dict)
+    sources: list[PriceSource] = field(default_factory=list)
+
+    def prices(self, region: str) -> dict[str, HourlyPrice]:
+        """Prices of one region ({} when the table has none)."""
+        return self.regions.get(region, {})
+
+    def instance(self, name: str) -> InstanceType:
+        """An instance type by name; UsageError naming a few known ones when unknown."""
+        try:
+            return self.instance_types[name]
+        except KeyError:
+            known = ", ".join(sorted(self.instance_types)[:8])
+            raise UsageError(
+                f"instance type {name!r} is not in the price table",
+                hint=f"known: {known}, …; add it with --prices FILE or --refresh-prices",
+            ) from None
+
+    def region_or_default(self, region: str) -> tuple[str, list[str]]:
+        """The region to price with, and an assumption when it is not the one asked for."""
+        if region in self.regions:
+            return region, []
+        return DEFAULT_REGION, [f"no prices for {region} in the table: priced as {DEFAULT_REGION}"]
+
+    def describe_sources(self) -> str:
+        return "; ".join(s.describe() for s in self.sources)
+
+    def merge(self, doc: dict[str, Any], *, where: str) -> None:
+        """Lay a price document over this table, entry by entry."""
+        types, regions, source = parse_document(doc, where=where)
+        self.instance_types.update(types)
+        for region, prices in regions.items():
+            mine = self.regions.setdefault(region, {})
+            for name, price in prices.items():
+                old = mine.get(name, HourlyPrice())
+                mine[name] = HourlyPrice(
+                    on_demand=price.on_demand if price.on_demand is not None else old.on_demand,
+                    spot=price.spot if price.spot is not None else old.spot,
+                )
+        self.sources.append(source)
+
+
+def parse_document(doc: Any, *, where: str
+                   ) -> tuple[dict[str, InstanceType], dict[str, dict[str, HourlyPrice]],
+                              PriceSource]:
+    """Validate a price document (the format of ``data/prices.json``); UsageError if bad."""
+
+    def fail(message: str) -> UsageError:
+        return UsageError(f"{where}: {message}",
+                          hint="see bidsbatch/data/prices.json for the format")
+
+    if not isinstance(doc, dict):
+        raise fail("a price table must be a JSON object")
+    types: dict[str, InstanceType] = {}
+    raw_types = doc.get("instance_types", {})
+    if not isinstance(raw_types, dict):
+        raise fail("'instance_types' must map names to {vcpus, memory_mib[, gpus]}")
+    for name, spec in raw_types.items():
+        try:
+            types[name] = InstanceType(name=name, vcpus=float(spec["vcpus"]),
+                                       memory_mib=int(spec["memory_mib"]),
+                                       gpus=int(spec.get("gpus", 0)))
+        except (KeyError, TypeError, ValueError):
+            raise fail(f"instance type {name!r} needs numbers vcpus and memory_mib") from None
+        if types[name].vcpus <= 0 or types[name].memory_mib <= 0:
+            raise fail(f"instance type {name!r} has no vCPUs or no memory")
+    regions: dict[str, dict[str, HourlyPrice]] = {}
+    raw_regions = doc.get("regions", {})
+    if not isinstance(raw_regions, dict):
+        raise fail("'regions' must map regions to {instance type: {on_demand, spot}}")
+    for region, prices in raw_regions.items():
+        if not isinstance(prices, dict):
+            raise fail(f"region {region!r} must map instance types to prices")
+        out = regions[region] = {}
+        for name, entry in prices.items():
+            if not isinstance(entry, dict) or set(entry) - {"on_demand", "spot"}:
+                raise fail(f"{region} {name}: give 'on_demand' and/or 'spot' in USD per hour")
+            values = {}
+            for key in ("on_demand", "spot"):
+                v = entry.get(key)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
+                                      or v < 0):
+                    raise fail(f"{region} {name}: {key} must be a non-negative number")
+                values[key] = None if v is None else float(v)
+            out[name] = HourlyPrice(**values)
+    source = PriceSource(where=where, source=str(doc.get("source", "")),
+                         retrieved=str(doc.get("retrieved", "")))
+    return types, regions, source
+
+
+def shipped_document() -> dict[str, Any]:
+    """The price table that ships with bidsbatch."""
+    res = importlib_resources.files("bidsbatch") / "data" / PRICES_FILE
+    return json.loads(res.read_text(encoding="utf-8"))
+
+
+def user_prices_path() -> Path:
+    """The user's price table: ``$BIDSBATCH_CONFIG_DIR/prices.json`` (see config.py)."""
+    from .config import config_dir
+
+    return config_dir() / PRICES_FILE
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"price file {path} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read price file {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"price file {path} is not valid JSON: {exc}") from None
+
+
+def load_prices(extra: Path | None = None) -> PriceTable:
+    """The shipped table, overridden by the user's file, overridden by ``extra``."""
+    table = PriceTable()
+    table.merge(shipped_document(), where="shipped table")
+    user = user_prices_path()
+    if user.exists():
+        table.merge(_read_json(user), where=str(user))
+    if extra is not None:
+        table.merge(_read_json(extra), where=str(extra))
+    return table
+
+
+def default_region() -> str:
+    """The region of the standard AWS configuration, else us-east-1."""
+    return (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            or DEFAULT_REGION)
+
+
+# --------------------------------------------------------------------------- refresh from AWS
+
+
+def parse_price_list_item(text: str) -> tuple[InstanceType, float] | None:
+    """One AmazonEC2 product of the Price List API: its instance type and On-Demand USD/hour.
+
+    None for products that are not an hourly On-Demand instance price.
+    """
+    item = json.loads(text)
+    attrs = item.get("product", {}).get("attributes", {})
+    name = attrs.get("instanceType")
+    if not name:
+        return None
+    price = None
+    for term in item.get("terms", {}).get("OnDemand", {}).values():
+        for dim in term.get("priceDimensions", {}).values():
+            usd = dim.get("pricePerUnit", {}).get("USD")
+            if usd is not None and dim.get("unit", "Hrs") in ("Hrs", "Hours"):
+                price = float(usd)
+    if price is None or price <= 0:
+        return None
+    memory = str(attrs.get("memory", "0")).replace(",", "").split()[0]
+    gpus = str(attrs.get("gpu", "0")).strip()
+    inst = InstanceType(name=name, vcpus=float(attrs.get("vcpu", 0) or 0),
+                        memory_mib=int(float(memory or 0) * 1024),
+                        gpus=int(gpus) if gpus.isdigit() else 0)
+    return inst, price
+
+
+def _on_demand(pricing: Any, *, region: str, instance_type: str) -> tuple[InstanceType, float] | None:
+    filters = [
+        {"Type": "TERM_MATCH", "Field": field_, "Value": value}
+        for field_, value in (
+            ("instanceType", instance_type), ("regionCode", region),
+            ("operatingSystem", "Linux"), ("tenancy", "Shared"), ("preInstalledSw", "NA"),
+            ("capacitystatus", "Used"), ("licenseModel", "No License required"),
+        )
+    ]
+    found = None
+    for page in pricing.get_paginator("get_products").paginate(
+            ServiceCode="AmazonEC2", Filters=filters, FormatVersion="aws_v1"):
+        for text in page.get("PriceList", []):
+            parsed = parse_price_list_item(text)
+            if parsed and parsed[0].name == instance_type:
+                found = parsed
+    return found
+
+
+def spot_prices(ec2: Any, instance_types: Iterable[str]) -> dict[str, float]:
+    """Current Linux Spot prices: per type, the median of each zone's latest price."""
+    latest: dict[tuple[str, str], tuple[str, float]] = {}
+    paginator = ec2.get_paginator("describe_spot_price_history")
+    pages = paginator.paginate(InstanceTypes=sorted(set(instance_types)),
+                               ProductDescriptions=["Linux/UNIX", "Linux/UNIX (Amazon VPC)"],
+                               StartTime=datetime.now(UTC))
+    for page in pages:
+        for entry in page.get("SpotPriceHistory", []):
+            key = (entry["InstanceType"], entry.get("AvailabilityZone", ""))
+            stamp = str(entry.get("Timestamp", ""))
+            if key not in latest or stamp > latest[key][0]:
+                latest[key] = (stamp, float(entry["SpotPrice"]))
+    per_type: dict[str, list[float]] = {}
+    for (name, _zone), (_stamp, price) in latest.items():
+        per_type.setdefault(name, []).append(price)
+    return {name: statistics.median(values) for name, values in per_type.items()}
+
+
+def refresh_prices(session: Any, *, region: str, instance_types: Iterable[str]
+                   ) -> dict[str, Any]:
+    """A price document for ``region`` fetched from AWS now (both markets).
+
+    Raises BidsbatchError with one line when AWS cannot be asked (no
+    credentials, no access, no network).
+    """
+    from .aws.environment import aws_errors
+
+    names = sorted(set(instance_types))
+    pricing = session.client("pricing", region_name=PRICING_API_REGION)
+    ec2 = session.client("ec2", region_name=region)
+    with aws_errors("reading On-Demand prices from the AWS Price List API",
+                    hint="or price with the shipped table (drop --refresh-prices)"):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(
+                lambda n: _on_demand(pricing, region=region, instance_type=n), names))
+    with aws_errors("reading Spot prices (ec2:DescribeSpotPriceHistory)",
+                    hint="or price with the shipped table (drop --refresh-prices)"):
+        spot = spot_prices(ec2, names)
+    types: dict[str, Any] = {}
+    prices: dict[str, Any] = {}
+    for item in found:
+        if item is None:
+            continue
+        inst, price = item
+        types[inst.name] = {"vcpus": inst.vcpus, "memory_mib": inst.memory_mib,
+                            **({"gpus": inst.gpus} if inst.gpus else {})}
+        prices[inst.name] = {"on_demand": price}
+    for name, price in spot.items():
+        prices.setdefault(name, {})["spot"] = price
+    if not prices:
+        raise BidsbatchError(f"AWS returned no prices for {', '.join(names[:4])}… in {region}",
+                             hint="check the region and the instance type names")
+    return {
+        "format": 1,
+        "currency": "USD",
+        "source": "AWS Price List API (AmazonEC2, Linux, shared tenancy) and "
+                  "EC2 DescribeSpotPriceHistory (median over zones of the latest prices)",
+        "retrieved": datetime.now(UTC).isoformat(timespec="seconds"),
+        "instance_types": types,
+        "regions": {region: prices},
+    }
+
+
+def save_user_prices(doc: dict[str, Any]) -> Path:
+    """Merge a refreshed document into the user's price table; returns its path."""
+    path = user_prices_path()
+    current: dict[str, Any] = _read_json(path) if path.exists() else {}
+    current.setdefault("instance_types", {}).update(doc.get("instance_types", {}))
+    for region, prices in doc.get("regions", {}).items():
+        mine = current.setdefault("regions", {}).setdefault(region, {})
+        for name, entry in prices.items():
+            mine.setdefault(name, {}).update(entry)
+    for key in ("format", "currency", "source", "retrieved"):
+        if key in doc:
+            current[key] = doc[key]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part",
+                                     encoding="utf-8") as tmp:
+        tmp.write(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp.name, path)
+    return path
+
+
+# --------------------------------------------------------------------------- a run's prices
+
+
+def job_resources(info: RunInfo) -> Resources:
+    """The per-scan resources a run was planned with."""
+    raw = dict(info.pipeline.get("resources") or {})
+    known = {k: raw[k] for k in ("vcpus", "memory_mib", "gpus", "disk_gib", "timeout_minutes")
+             if k in raw}
+    return Resources(**known)
+
+
+def pick_instance(name: str, job: Resources, table: PriceTable, region: str
+                  ) -> InstanceType | None:
+    """An instance type from a name as Batch takes it: a type, or a family (cheapest fit)."""
+    if name in table.instance_types:
+        return table.instance_types[name]
+    prices = table.prices(region)
+    family = [i for i in table.instance_types.values()
+              if i.family == name and scans_per_instance(job, i) >= 1]
+    family.sort(key=lambda i: (prices.get(i.name, HourlyPrice()).on_demand or 1e9, i.vcpus))
+    return family[0] if family else None
+
+
+def cost_context(
+    *, info: RunInfo, executor: str | None, settings: dict[str, Any], table: PriceTable,
+    attempts: list[AttemptRecord],
+) -> CostContext:
+    """How to price a run: its jobs' shape, instance types and markets, and the assumptions.
+
+    Instance type of a Batch attempt: the ledger's, else the executor settings'
+    first (``instance_types``), else the environment's first, else r5.large.
+    Market: the ledger's, else On-Demand (the higher price).
+    """
+    job = job_resources(info)
+    if executor not in PRICED_EXECUTORS:
+        return CostContext(job=job, priced=False, assumptions=(
+            f"{executor or 'local'} run: wall and CPU time, no dollars",))
+    env = _environment(settings)
+    region = str(settings.get("region") or (env.region if env else "") or default_region())
+    region, assumptions = table.region_or_default(region)
+    candidates = list(settings.get("instance_types") or ()) + list(
+        env.instance_types if env else ())
+    default = None
+    origin = ""
+    for name in candidates:
+        default = pick_instance(str(name), job, table, region)
+        if default:
+            origin = "the run's environment" if env and name in env.instance_types else \
+                "the run's settings"
+            break
+    if default is None:
+        default = table.instance_types.get(FALLBACK_INSTANCE_TYPE)
+        origin = "bidsbatch's fallback"
+    unknown_type = [a for a in attempts if not a.instance_type]
+    if unknown_type and default is not None:
+        assumptions.append(f"{len(unknown_type)} attempt(s) without an instance type: "
+                           f"priced as {default.name} ({origin})")
+    strange = sorted({a.instance_type for a in attempts
+                      if a.instance_type and a.instance_type not in table.instance_types})
+    if strange and default is not None:
+        assumptions.append(f"{', '.join(strange)} not in the price table: priced as "
+                           f"{default.name} (add them with --prices or --refresh-prices)")
+    no_market = [a for a in attempts if a.market not in (SPOT, ON_DEMAND)]
+    if no_market:
+        assumptions.append(f"{len(no_market)} attempt(s) without a market: priced On-Demand "
+                           "(the higher price)")
+    return CostContext(
+        job=job, priced=True, instance_types=table.instance_types,
+        prices=table.prices(region), default_instance=default, default_market=ON_DEMAND,
+        region=region, assumptions=tuple(assumptions),
+    )
+
+
+def _environment(settings: dict[str, Any]) -> Any:
+    name = settings.get("environment")
+    try:
+        from .config import default_environment_name, load_environment
+
+        if not name and not settings.get("job_queue"):
+            name = default_environment_name()
+        return load_environment(name) if name else None
+    except BidsbatchError:
+        return None  # a deleted or unreadable environment: price with the fallbacks
+
+
+def run_cost_for(run: RunDir, ledger: Ledger, *, table: PriceTable | None = None,
+                 now: datetime | None = None) -> RunCost:
+    """The cost of a run so far, from its ledger."""
+    info = run.info()
+    attempts = ledger.attempts()
+    ctx = cost_context(info=info, executor=ledger.get_meta("executor"),
+                       settings=dict(ledger.get_meta("executor_settings") or {}),
+                       table=table or load_prices(), attempts=attempts)
+    return run_cost(attempts, ctx, now=now or datetime.now(UTC), scan_ids=info.scans)
