@@ -307,25 +307,30 @@ def cli_plan(tmp: Path) -> Callable[[], str]:
     return run
 
 
-def moto_page_costs(srv: Any, subjects: int) -> list[tuple[str, float, float, int]]:
+def moto_page_costs(srv: Any, subject_dirs: list[str]) -> list[tuple[str, float, float, int]]:
     """Sequential ListObjectsV2 timings: (what, wall ms/request, moto CPU ms/request, n)."""
     import boto3
 
     client = boto3.client("s3")
     client.create_bucket(Bucket="bench-tiny")
-    for i in range(21):
-        client.put_object(Bucket="bench-tiny", Key=f"ds/sub-0001/f{i:02d}", Body=b"x")
-    n_small = min(50, subjects)
+    first = subject_dirs[0]
+    per_subject = len(client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/{first}/")
+                      .get("Contents", []))
+    for i in range(per_subject):
+        client.put_object(Bucket="bench-tiny", Key=f"{PREFIX}/{first}/f{i:02d}", Body=b"x")
+    n_small = min(50, len(subject_dirs))
     cases: list[tuple[str, Callable[[int], Any], int]] = [
-        ("1 subject's prefix (21 keys) in the dataset bucket",
+        ("a prefix with no keys, in the dataset bucket",
+         lambda i: client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/nothing-{i}/"), 50),
+        (f"1 subject's prefix ({per_subject} keys), in the dataset bucket",
          lambda i: client.list_objects_v2(
-             Bucket=BUCKET, Prefix=f"{PREFIX}/sub-{i % subjects + 1:04d}/"),
+             Bucket=BUCKET, Prefix=f"{PREFIX}/{subject_dirs[i % len(subject_dirs)]}/"),
          n_small),
-        ("one full 1,000-key page in the dataset bucket",
+        (f"the same {per_subject} keys, alone in a bucket",
+         lambda i: client.list_objects_v2(Bucket="bench-tiny", Prefix=f"{PREFIX}/{first}/"), 50),
+        ("one full 1,000-key page, in the dataset bucket",
          lambda i: client.list_objects_v2(
              Bucket=BUCKET, Prefix=f"{PREFIX}/sub-", MaxKeys=1000), 10),
-        ("1 subject's prefix (21 keys) in a 21-key bucket",
-         lambda i: client.list_objects_v2(Bucket="bench-tiny", Prefix="ds/sub-0001/"), 100),
     ]
     out = []
     for what, call, n in cases:
@@ -461,7 +466,8 @@ def main() -> int:
             cli_row.runs.append(run)
             log(cli_row, run)
 
-        pages = moto_page_costs(srv, args.subjects)
+        pages = moto_page_costs(
+            srv, sorted(p.name for p in local.iterdir() if p.name.startswith("sub-")))
 
         # Local copy: no server involved.
         local_bench = Bench(None)

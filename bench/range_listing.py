@@ -54,15 +54,15 @@ class _RangeCrawler(_Crawler):
 def _list_range(loc: S3Location, group: list[str]) -> dict[str, list[ObjectInfo]]:
     """Objects of the subjects in ``group`` (contiguous in key order), by subject."""
     folders = {f"sub-{s}": s for s in group}
-    first = loc._key(f"sub-{group[0]}/")
+    first = loc.full_key(f"sub-{group[0]}/")
     # Every key under the last subject's folder sorts before "<...>/sub-LAST0"
     # ('0' follows '/'), so the first key at or past it ends the range.
-    stop = loc._key(f"sub-{group[-1]}0")
+    stop = loc.full_key(f"sub-{group[-1]}0")
     kwargs: dict[str, Any] = {
         "Bucket": loc.bucket,
-        "Prefix": loc._key("sub-"),
+        "Prefix": loc.full_key("sub-"),
         "StartAfter": first[:-1],  # just before "<...>/sub-FIRST/"
-        **loc._extra,
+        **loc.request_extra,
     }
     out: dict[str, list[ObjectInfo]] = {s: [] for s in group}
     with loc._errors(f"sub-{group[0]}/"):

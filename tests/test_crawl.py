@@ -158,3 +158,26 @@ def test_progress_is_reported(tmp_path: Path) -> None:
 def test_scan_ids_round_trip(text: str, expected: tuple[str, str | None]) -> None:
     assert parse_scan_id(text) == expected
     assert scan_id(*expected) == text
+
+
+def test_s3_range_listing_matches_local_with_tricky_labels(aws, s3, tmp_path: Path) -> None:
+    """Many subjects in few key-range listings: same scans as the local crawl, fewer calls."""
+    labels = ["01", "010", "0100", "01a", "1", "10", "2", "a+b", "ab", "abc", "b", "c"]
+    labels += [f"x{i:02d}" for i in range(28)]
+    keys = ["dataset_description.json", "sub-01.txt"]
+    for label in labels:
+        keys += [f"sub-{label}/anat/sub-{label}_T1w.nii.gz",
+                 f"sub-{label}/func/sub-{label}_task-rest_bold.nii.gz"]
+    keys += ["sub-01-notes/readme.txt", "sub-01_bad/x.txt"]  # folders that are not subjects
+    layout = Layout("many", tuple(keys), {})
+    root = layout.write(tmp_path / "ds")
+    bucket = unique_bucket()
+    upload_tree(s3, root, bucket, "ds")
+    local = crawl(str(root))
+    aws.reset_requests()
+    remote = crawl(f"s3://{bucket}/ds", max_workers=4)
+    assert [(s.id, [f.key for f in s.files]) for s in remote.scans] == [
+        (s.id, [f.key for f in s.files]) for s in local.scans]
+    assert len(remote.scans) == len(labels)
+    lists = [r for r in aws.requests() if "list-type=2" in r["query"]]
+    assert len(lists) == 1 + 4  # the root, then one listing per group of subjects
