@@ -40,9 +40,11 @@ RunArg = Annotated[
 
 def register(app: typer.Typer) -> None:
     """Add the execution commands to ``app``."""
-    from . import cli_worker
+    from . import cli_image, cli_worker
 
     cli_worker.register(app)
+    cli_image.register(app)
+    from . import cli_cost; cli_cost.register(app)  # noqa: E702, I001 (cost, report)
     app.command("run")(run_command)
     app.command("status")(status_command)
     app.command("logs")(logs_command)
@@ -76,6 +78,13 @@ def run_command(
     job_role: Annotated[str | None, typer.Option(help="AWS Batch job role ARN.")] = None,
     environment: Annotated[str | None, typer.Option(
         help="A bidsbatch AWS environment (bidsbatch aws setup).")] = None,
+    image: Annotated[str | None, typer.Option(
+        help="AWS Batch: the image jobs run (the pipeline's image with bidsbatch added, "
+             "see bidsbatch image dockerfile); default: the pipeline's image.")] = None,
+    platform: Annotated[str | None, typer.Option(
+        help="AWS Batch: ec2 (default) or fargate.")] = None,
+    array_size: Annotated[int | None, typer.Option(
+        hidden=True, help="AWS Batch: scans per array job (at most 10,000).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo scans that are done.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and return.")] = False,
     as_json: JsonOpt = False,
@@ -86,7 +95,7 @@ def run_command(
 
     exe = make_executor(executor, _executor_options(
         jobs=jobs, scratch=scratch, job_queue=job_queue, job_role=job_role,
-        environment=environment,
+        environment=environment, image=image, platform=platform, array_size=array_size,
     ))
     plan, run = plan_from_options(
         dataset=dataset, output=output, pipeline=pipeline,
@@ -145,8 +154,23 @@ def _finish(run, final, *, as_json: bool) -> None:  # type: ignore[no-untyped-de
             err_console.print(f"group step: {final.group_state}")
         err_console.print(f"outputs: {escape(info.output)}", highlight=False)
         err_console.print(f"run directory: {escape(str(run.path))}", highlight=False)
+    _report(run)
     if final.counts["failed"] or final.counts["cancelled"] or final.group_state == "failed":
         raise typer.Exit(1)
+
+
+def _report(run) -> None:  # type: ignore[no-untyped-def]
+    """Write the run's HTML report and say where; a failure to write it fails nothing."""
+    from .errors import BidsbatchError
+    from .report import write_report
+
+    try:
+        path = write_report(run)
+    except (BidsbatchError, OSError) as exc:
+        err_console.print(f"[yellow]warning:[/] no report written: {escape(str(exc))}",
+                          highlight=False)
+        return
+    err_console.print(f"report: {escape(str(path))}", highlight=False)
 
 
 def _status_dict(run, records, counts, group_state) -> dict:  # type: ignore[no-untyped-def]
@@ -170,6 +194,7 @@ def status_command(
 ) -> None:
     """Show the state of every scan of a run, and the counts."""
     from . import runner
+    from .cli_cost import status_cost
     from .ledger import Ledger
     from .progress import counts_line, status_table
     from .runs import find_run
@@ -190,11 +215,16 @@ def status_command(
     if as_json:
         print_json(json.dumps(_status_dict(run, records, counts, group), indent=2))
         return
+    with Ledger.open(run.ledger_path) as ledger:
+        cost_column, cost_values, cost_lines = status_cost(run, ledger)
     err_console.print(status_table(records, title=f"run {info.run_id} · {info.dataset_name} · "
-                                   f"{info.pipeline['name']}"))
+                                   f"{info.pipeline['name']}",
+                                   extra=(cost_column, cost_values)))
     err_console.print(counts_line(counts))
     if group:
         err_console.print(f"group step: {group}")
+    for line in cost_lines:
+        err_console.print(line)
 
 
 def logs_command(
@@ -211,15 +241,19 @@ def logs_command(
     run = find_run(run_ref)
     if scan == "group":
         path = run.logs_dir / "group.log"
-        if not path.exists():
-            from .errors import BidsbatchError
-
-            raise BidsbatchError(f"no group step log in run {run.path.name}")
-        print(path.read_text(), end="")
-        return
-    run.spec(scan)  # an unknown scan is a clear error
+        if path.exists():
+            print(path.read_text(), end="")
+            return
+    else:
+        run.spec(scan)  # an unknown scan is a clear error
     with Ledger.open(run.ledger_path) as ledger:
-        executor = runner.executor_for(run, ledger)
+        # The local group step logs to the run directory; a remote one has its own logs.
+        remote = ledger.get_meta("executor") not in (None, "local")
+        executor = runner.executor_for(run, ledger) if scan != "group" or remote else None
+    if executor is None:
+        from .errors import BidsbatchError
+
+        raise BidsbatchError(f"no group step log in run {run.path.name}")
     for line in executor.logs(run, scan, follow=follow):
         print(line, flush=follow)
 
@@ -280,7 +314,8 @@ def demo_command(
         participant_label=None, session_label=None, exclude_participant=None,
         labels_file=None, requester_pays=False, no_sign_request=False, run_dir=None,
         executor="local", jobs=jobs, scratch=None, job_queue=None, job_role=None,
-        environment=None, force=False, no_wait=False, as_json=False,
+        environment=None, image=None, platform=None, array_size=None, force=False,
+        no_wait=False, as_json=False,
     )
     group_tsv = output / "group_brainvolume.tsv"
     if group_tsv.exists():

@@ -193,7 +193,8 @@ def cheapest_fits(
             continue
         out.append(estimate(scans=1, job=job, instance=inst, price=price,
                             hours_per_scan=hours_per_scan))
-    return sorted(out, key=lambda e: (e.markets[market].per_scan or math.inf, e.instance.name))
+    return sorted(out, key=lambda e: (round(e.markets[market].per_scan or math.inf, 9),
+                                      e.instance.vcpus, e.instance.name))
 
 
 # --------------------------------------------------------------------------- after a run
@@ -426,19 +427,23 @@ def _scan_cost(scan_id: str, attempts: list[AttemptCost], priced: bool) -> ScanC
 
 
 def dollars(value: float | None, *, places: int | None = None) -> str:
-    """$1,234.56 for big sums, $0.0403 for small ones; '' for None."""
+    """$1,234.56 and $2.91 for sums, $0.126 and $0.0403 for small ones; '' for None."""
     if value is None:
         return ""
     if places is None:
-        places = 2 if abs(value) >= 10 else 3 if abs(value) >= 0.1 else 4
+        places = 2 if abs(value) >= 1 else 3 if abs(value) >= 0.1 else 4
     return f"${value:,.{places}f}"
 
 
 def duration(seconds: float | None) -> str:
-    """Compact: 45s, 12m03s, 3h07m, 2d04h."""
+    """Compact: 2.5s, 45s, 12m03s, 3h07m, 2d04h."""
     if seconds is None:
         return ""
-    s = int(round(seconds))
+    if seconds == 0:
+        return "0s"
+    if seconds < 9.95:
+        return f"{seconds:.1f}s"
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:

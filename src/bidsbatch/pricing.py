@@ -76,6 +76,8 @@ class PriceTable:
     instance_types: dict[str, InstanceType] = field(default_factory=dict)
     regions: dict[str, dict[str, HourlyPrice]] = field(default_factory=dict)
     sources: list[PriceSource] = field(default_factory=list)
+    #: Per region: vcpu_hour, gb_hour (USD) and spot_discount (a fraction) of Fargate.
+    fargate: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def prices(self, region: str) -> dict[str, HourlyPrice]:
         """Prices of one region ({} when the table has none)."""
@@ -113,7 +115,36 @@ class PriceTable:
                     on_demand=price.on_demand if price.on_demand is not None else old.on_demand,
                     spot=price.spot if price.spot is not None else old.spot,
                 )
+        for region, rates in _fargate_rates(doc, where=where).items():
+            self.fargate.setdefault(region, {}).update(rates)
         self.sources.append(source)
+
+    def fargate_price(self, job: Resources, region: str) -> tuple[HourlyPrice, str] | None:
+        """What one Fargate task of ``job``'s size costs an hour, and how it was worked out."""
+        rates = self.fargate.get(region)
+        if not rates or "vcpu_hour" not in rates or "gb_hour" not in rates:
+            return None
+        gib = job.memory_mib / 1024
+        hourly = job.vcpus * rates["vcpu_hour"] + gib * rates["gb_hour"]
+        discount = rates.get("spot_discount")
+        how = (f"Fargate: {job.vcpus:g} vCPU × ${rates['vcpu_hour']} + {gib:g} GB × "
+               f"${rates['gb_hour']} an hour"
+               + (f", Fargate Spot {discount:.0%} less" if discount is not None else ""))
+        spot = None if discount is None else hourly * (1 - discount)
+        return HourlyPrice(on_demand=hourly, spot=spot), how
+
+
+def _fargate_rates(doc: dict[str, Any], *, where: str) -> dict[str, dict[str, float]]:
+    raw = doc.get("fargate", {})
+    ok = isinstance(raw, dict) and all(
+        isinstance(r, dict) and all(k in ("vcpu_hour", "gb_hour", "spot_discount")
+                                    and isinstance(v, int | float) and not isinstance(v, bool)
+                                    and v >= 0 for k, v in r.items())
+        for r in raw.values())
+    if not ok:
+        raise UsageError(f"{where}: 'fargate' must map regions to "
+                         "{vcpu_hour, gb_hour, spot_discount} numbers")
+    return {region: {k: float(v) for k, v in rates.items()} for region, rates in raw.items()}
 
 
 def parse_document(doc: Any, *, where: str
@@ -235,7 +266,8 @@ def parse_price_list_item(text: str) -> tuple[InstanceType, float] | None:
     return inst, price
 
 
-def _on_demand(pricing: Any, *, region: str, instance_type: str) -> tuple[InstanceType, float] | None:
+def _on_demand(pricing: Any, *, region: str, instance_type: str
+               ) -> tuple[InstanceType, float] | None:
     filters = [
         {"Type": "TERM_MATCH", "Field": field_, "Value": value}
         for field_, value in (
@@ -286,10 +318,10 @@ def refresh_prices(session: Any, *, region: str, instance_types: Iterable[str]
     pricing = session.client("pricing", region_name=PRICING_API_REGION)
     ec2 = session.client("ec2", region_name=region)
     with aws_errors("reading On-Demand prices from the AWS Price List API",
-                    hint="or price with the shipped table (drop --refresh-prices)"):
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            found = list(pool.map(
-                lambda n: _on_demand(pricing, region=region, instance_type=n), names))
+                    hint="or price with the shipped table (drop --refresh-prices)"), \
+            ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(
+            lambda n: _on_demand(pricing, region=region, instance_type=n), names))
     with aws_errors("reading Spot prices (ec2:DescribeSpotPriceHistory)",
                     hint="or price with the shipped table (drop --refresh-prices)"):
         spot = spot_prices(ec2, names)
@@ -349,7 +381,7 @@ def job_resources(info: RunInfo) -> Resources:
     return Resources(**known)
 
 
-def pick_instance(name: str, job: Resources, table: PriceTable, region: str
+def pick_instance(name: str, *, job: Resources, table: PriceTable, region: str
                   ) -> InstanceType | None:
     """An instance type from a name as Batch takes it: a type, or a family (cheapest fit)."""
     if name in table.instance_types:
@@ -377,13 +409,15 @@ def cost_context(
             f"{executor or 'local'} run: wall and CPU time, no dollars",))
     env = _environment(settings)
     region = str(settings.get("region") or (env.region if env else "") or default_region())
+    if settings.get("platform") == "fargate":
+        return _fargate_context(job, table=table, region=region, attempts=attempts)
     region, assumptions = table.region_or_default(region)
     candidates = list(settings.get("instance_types") or ()) + list(
         env.instance_types if env else ())
     default = None
     origin = ""
     for name in candidates:
-        default = pick_instance(str(name), job, table, region)
+        default = pick_instance(str(name), job=job, table=table, region=region)
         if default:
             origin = "the run's environment" if env and name in env.instance_types else \
                 "the run's settings"
@@ -409,6 +443,25 @@ def cost_context(
         prices=table.prices(region), default_instance=default, default_market=ON_DEMAND,
         region=region, assumptions=tuple(assumptions),
     )
+
+
+def _fargate_context(job: Resources, *, table: PriceTable, region: str,
+                     attempts: list[AttemptRecord]) -> CostContext:
+    """Fargate bills each task for its own size: a share of 1 of a job-sized 'instance'."""
+    assumptions = []
+    priced = table.fargate_price(job, region)
+    if priced is None:
+        assumptions.append(f"no Fargate prices for {region}: priced as {DEFAULT_REGION}")
+        region = DEFAULT_REGION
+        priced = table.fargate_price(job, region)
+    price, how = priced or (HourlyPrice(), "Fargate: no prices in the table")
+    assumptions.append(how)
+    if any(a.market not in (SPOT, ON_DEMAND) for a in attempts):
+        assumptions.append("attempts without a market: priced as Fargate (not Spot)")
+    task = InstanceType("fargate", job.vcpus, job.memory_mib, job.gpus)
+    return CostContext(job=job, priced=True, prices={"fargate": price},
+                       default_instance=task, default_market=ON_DEMAND, region=region,
+                       assumptions=tuple(assumptions))
 
 
 def _environment(settings: dict[str, Any]) -> Any:

@@ -158,8 +158,9 @@ def _header(data: ReportData) -> str:
         f"<h1>{e(info.run_id)}</h1>"
         f'<p class="sub"><b>{e(info.dataset_name)}</b> · pipeline <b>{e(pipe)}</b> '
         f"({res.vcpus:g} vCPU, {res.memory_mib:,} MiB per scan) · executor <b>{e(where)}</b>"
-        f" · {len(info.scans):,} scans · generated "
-        f"{e(data.generated_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC'))}</p></header>"
+        f" · {len(info.scans):,} scans · <span style=\"white-space:nowrap\">generated "
+        f"{e(data.generated_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC'))}</span></p>"
+        "</header>"
     )
 
 
@@ -176,7 +177,7 @@ def _counts(data: ReportData) -> dict[str, int]:
     return counts
 
 
-def _card(label: str, value: str, detail: str = "", cls: str = "") -> str:
+def _card(label: str, value: str, detail: str = "", *, cls: str = "") -> str:
     e = html.escape
     return (f'<div class="card {cls}"><div class="label">{e(label)}</div>'
             f'<div class="value">{e(value)}</div>'
@@ -195,10 +196,11 @@ def _cards(data: ReportData) -> str:
     cards = [
         _card("Scans", f"{total:,}",
               f"{counts['skipped']:,} already done" if counts["skipped"] else ""),
-        _card("Succeeded", f"{ok:,}", f"{ok / total:.0%} of the run" if total else "", "good"),
+        _card("Succeeded", f"{ok:,}", f"{ok / total:.0%} of the run" if total else "",
+              cls="good"),
         _card("Failed", f"{counts['failed']:,}",
               f"{counts['cancelled']:,} cancelled" if counts["cancelled"] else "",
-              "bad" if counts["failed"] else ""),
+              cls="bad" if counts["failed"] else ""),
         _card("Wall time", duration(span) or "–",
               f"{counts['succeeded'] / (span / 60):.1f} scans/min"
               if span and counts["succeeded"] else ""),
@@ -247,12 +249,14 @@ def _nice_step(span: float, target: int, steps: Sequence[float]) -> float:
     return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
 
 
-TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
-              43200, 86400, 172800, 604800)
+TIME_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
+              10800, 21600, 43200, 86400, 172800, 604800)
 
 
 def _tick_label(seconds: float) -> str:
-    s = int(round(seconds))
+    if 0 < seconds < 10 and abs(seconds - round(seconds)) > 1e-6:
+        return f"{seconds:.1f}s"
+    s = round(seconds)
     if s == 0:
         return "0"
     if s < 60:
@@ -266,7 +270,7 @@ def _tick_label(seconds: float) -> str:
 
 def _svg(width: int, height: int, label: str, body: Iterable[str]) -> str:
     return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="{html.escape(label)}" xmlns="http://www.w3.org/2000/svg" '
+            f'aria-label="{html.escape(label)}" '
             f'preserveAspectRatio="xMinYMin meet">' + "".join(body) + "</svg>")
 
 
@@ -311,13 +315,10 @@ def timeline_svg(attempts: Sequence[AttemptCost], *, now: datetime,
     left = 116 if labels else 44
     right = 12
     plot_w = CHART_WIDTH - left - right
-    conc_h = 70
-    top = 8
+    conc_h = 64
+    top = 22
     gantt_top = top + conc_h + 14
-    if detailed:
-        row_h = max(2.0, min(16.0, 420 / max(n_rows, 1)))
-    else:
-        row_h = 4.0
+    row_h = max(2.0, min(16.0, 420 / max(n_rows, 1))) if detailed else 4.0
     n_groups = n_rows if detailed else min(n_rows, 100)
     gantt_h = row_h * n_groups
     axis_y = gantt_top + gantt_h + 6
@@ -355,14 +356,16 @@ def timeline_svg(attempts: Sequence[AttemptCost], *, now: datetime,
     out.append(f'<polyline class="areaLine" points="{" ".join(pts)}"/>')
     out.append(f'<text x="{left - 6}" y="{top + 9}" text-anchor="end">{peak:.0f}</text>'
                f'<text x="{left - 6}" y="{top + conc_h}" text-anchor="end">0</text>'
-               f'<text class="title" x="{left + 4}" y="{top + 10}">'
-               f"running scans (peak {peak:.0f})</text>")
+               f'<text class="title" x="{left}" y="{top - 8}">'
+               f"scans running (peak {peak:.0f})</text>")
 
     bars: list[str] = []
     if detailed:
-        for start, end, a in sorted(spans, key=lambda s: (row_of[s[2].scan_id], s[0])):
+        # Succeeded bars first: the lost attempts (few, thin) are drawn over them.
+        for start, end, a in sorted(spans, key=lambda s: (s[2].outcome != SUCCEEDED,
+                                                           row_of[s[2].scan_id], s[0])):
             y = gantt_top + row_of[a.scan_id] * row_h
-            h = row_h * 0.72 if row_h >= 4 else row_h
+            h = row_h * 0.72 if row_h >= 4 else row_h - 0.4
             w = max(0.8, (end - start) / t_end * plot_w)
             tip = (f"{a.scan_id} · attempt {a.attempt} · {OUTCOME_LABEL[a.outcome]} · "
                    f"{duration(end - start)}")
@@ -403,26 +406,35 @@ def _spread(acc: list[float], start: float, end: float, width: float) -> None:
 
 def _binned_rows(spans: list[tuple[float, float, AttemptCost]], *, order: list[str],
                  row_of: dict[str, int], n_groups: int, t_end: float, x: Any, top: float,
-                 row_h: float, plot_w: float) -> tuple[list[str], str]:
-    """Too many bars to draw: rows of scans × columns of time, each cell coloured by the
-    outcome that took most of its time, its opacity by how busy the cell was.
-    Neighbouring cells that look alike merge into one rectangle."""
+                 row_h: float, plot_w: float, max_marks: int = MAX_BARS // 2
+                 ) -> tuple[list[str], str]:
+    """Too many bars to draw: rows of scans × columns of time.
+
+    Each cell is coloured by the outcome that took most of its time, darker
+    the busier it is (relative to the busiest cell); neighbouring cells that
+    look alike merge into one rectangle. The attempts that were lost (failed,
+    reclaimed, cancelled) are few and are what one looks for: up to
+    ``max_marks`` of them are drawn one by one over the cells.
+    """
     per_group = math.ceil(len(order) / n_groups)
     cols = 160
     width_s = t_end / cols
     outcomes = list(OUTCOME_LABEL)
+    lost = [sp for sp in spans if sp[2].outcome not in (SUCCEEDED, RUNNING)]
+    marks = lost if len(lost) <= max_marks else []
+    binned = [sp for sp in spans if not marks or sp[2].outcome in (SUCCEEDED, RUNNING)]
     cells = [[[0.0] * len(outcomes) for _ in range(cols)] for _ in range(n_groups)]
-    for start, end, a in spans:
-        g = min(n_groups - 1, row_of[a.scan_id] // per_group)
-        k = outcomes.index(a.outcome)
-        row = cells[g]
+    for start, end, a in binned:
         if end <= start:
             continue
+        row = cells[min(n_groups - 1, row_of[a.scan_id] // per_group)]
+        k = outcomes.index(a.outcome)
         i, j = int(start // width_s), min(cols - 1, int(end // width_s))
         for c in range(i, j + 1):
             lo, hi = max(start, c * width_s), min(end, (c + 1) * width_s)
             if hi > lo:
                 row[c][k] += hi - lo
+    densest = max((sum(cell) for row in cells for cell in row), default=0.0) or 1.0
     rects: list[str] = []
     for g, row in enumerate(cells):
         y = _f(top + g * row_h)
@@ -433,42 +445,50 @@ def _binned_rows(spans: list[tuple[float, float, AttemptCost]], *, order: list[s
             if c < cols:
                 total = sum(row[c])
                 if total > 0:
-                    occupancy = total / (width_s * len(members))
-                    level = min(4, int(occupancy * 4 + 0.999))  # 1..4
+                    level = min(4, math.ceil(total / densest * 4))  # 1..4
                     key = (outcomes[max(range(len(outcomes)), key=lambda i: row[c][i])], level)
             if key != run_key:
                 if run_key is not None:
                     x0, x1 = x(run_start * width_s), x(c * width_s)
                     rects.append(f'<rect class="o-{run_key[0]}" x="{_f(x0)}" y="{y}" '
                                  f'width="{_f(x1 - x0)}" height="{_f(row_h - 0.6)}" '
-                                 f'opacity="{0.25 + 0.1875 * run_key[1]:.2f}"/>')
+                                 f'opacity="{0.2 + 0.2 * run_key[1]:.1f}"/>')
                 run_start, run_key = c, key
         if members:
             rects.append(f'<rect x="{x(0):.0f}" y="{y}" width="{plot_w:.0f}" '
                          f'height="{_f(row_h)}" fill="transparent"><title>'
                          f"{html.escape(members[0])} … {html.escape(members[-1])} "
                          f"({len(members)} scans)</title></rect>")
+    for start, end, a in marks:
+        g = min(n_groups - 1, row_of[a.scan_id] // per_group)
+        w = max(1.5, (end - start) / t_end * plot_w)
+        tip = (f"{a.scan_id} · attempt {a.attempt} · {OUTCOME_LABEL[a.outcome]} · "
+               f"{duration(end - start)}")
+        rects.append(f'<rect class="o-{a.outcome}" x="{_f(x(start))}" '
+                     f'y="{_f(top + g * row_h + row_h * 0.25)}" width="{_f(w)}" '
+                     f'height="{_f(row_h * 0.5)}"><title>{html.escape(tip)}</title></rect>')
     note = (f"{len(spans):,} attempts of {len(order):,} scans, binned: each row is "
-            f"{per_group} scans, each cell {duration(width_s)}; darker = busier")
+            f"{per_group} scans, each cell {duration(width_s)}, darker = busier"
+            + (f"; the {len(marks):,} lost attempts drawn one by one" if marks else ""))
     return rects, note
 
 
-def histogram_svg(succeeded: Sequence[float], failed: Sequence[float]) -> str:
-    """Run times of attempts, succeeded and failed stacked, with the median and 90th centile."""
-    values = list(succeeded) + list(failed)
+def histogram_svg(by_outcome: dict[str, Sequence[float]]) -> str:
+    """Run times of attempts stacked by outcome, with the median and 90th centile of the
+    succeeded ones."""
+    values = [v for vs in by_outcome.values() for v in vs]
     lo, hi = min(values), max(values)
     step = _nice_step(max(hi - lo, 1.0), 36, TIME_STEPS)
     start = math.floor(lo / step) * step
     n_bins = max(1, math.ceil((hi - start) / step + 1e-9))
     if start + n_bins * step <= hi:
         n_bins += 1
-    ok = [0] * n_bins
-    bad = [0] * n_bins
-    for v in succeeded:
-        ok[min(n_bins - 1, int((v - start) // step))] += 1
-    for v in failed:
-        bad[min(n_bins - 1, int((v - start) // step))] += 1
-    peak = max(o + b for o, b in zip(ok, bad, strict=True)) or 1
+    kinds = [k for k in OUTCOME_LABEL if by_outcome.get(k)]
+    counts = {k: [0] * n_bins for k in kinds}
+    for k in kinds:
+        for v in by_outcome[k]:
+            counts[k][min(n_bins - 1, int((v - start) // step))] += 1
+    peak = max(sum(counts[k][i] for k in kinds) for i in range(n_bins)) or 1
     width, height = 560, 250
     left, right, top, bottom = 40, 10, 22, 30
     pw, ph = width - left - right, height - top - bottom
@@ -489,16 +509,16 @@ def histogram_svg(succeeded: Sequence[float], failed: Sequence[float]) -> str:
     for i in range(n_bins):
         x0 = left + i * bw
         tip = (f"{_tick_label(start + i * step)}–{_tick_label(start + (i + 1) * step)}: "
-               f"{ok[i]} succeeded" + (f", {bad[i]} failed" if bad[i] else ""))
-        if ok[i]:
-            bars.append(f'<rect class="o-succeeded" x="{_f(x0 + 0.5)}" y="{_f(y(ok[i]))}" '
-                        f'width="{_f(max(0.5, bw - 1))}" height="{_f(y(0) - y(ok[i]))}">'
-                        f"<title>{tip}</title></rect>")
-        if bad[i]:
-            bars.append(f'<rect class="o-failed" x="{_f(x0 + 0.5)}" '
-                        f'y="{_f(y(ok[i] + bad[i]))}" width="{_f(max(0.5, bw - 1))}" '
-                        f'height="{_f(y(ok[i]) - y(ok[i] + bad[i]))}"><title>{tip}</title>'
-                        "</rect>")
+               + ", ".join(f"{counts[k][i]} {OUTCOME_LABEL[k]}" for k in kinds if counts[k][i]))
+        below = 0
+        for k in kinds:
+            n = counts[k][i]
+            if n:
+                bars.append(f'<rect class="o-{k}" x="{_f(x0 + 0.5)}" y="{_f(y(below + n))}" '
+                            f'width="{_f(max(0.5, bw - 1))}" '
+                            f'height="{_f(y(below) - y(below + n))}"><title>{tip}</title>'
+                            "</rect>")
+                below += n
     out.append('<g class="bars">' + "".join(bars) + "</g>")
     out.append(f'<line class="axis" x1="{left}" x2="{left + pw}" y1="{_f(y(0))}" '
                f'y2="{_f(y(0))}"/>')
@@ -511,30 +531,31 @@ def histogram_svg(succeeded: Sequence[float], failed: Sequence[float]) -> str:
     def xv(t: float) -> float:
         return left + (t - start) / (n_bins * step) * pw
 
+    succeeded = sorted(by_outcome.get(SUCCEEDED) or ())
     if succeeded:
-        ordered = sorted(succeeded)
-        med = statistics.median(ordered)
-        p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+        med = statistics.median(succeeded)
+        p90 = succeeded[min(len(succeeded) - 1, int(0.9 * len(succeeded)))]
         for name, val, anchor in (("median", med, "end"), ("p90", p90, "start")):
             px = _f(xv(val))
             dx = -4 if anchor == "end" else 4
             out.append(f'<line class="mark" x1="{px}" x2="{px}" y1="{top - 4}" '
                        f'y2="{_f(y(0))}"/><text x="{_f(xv(val) + dx)}" y="{top - 8}" '
                        f'text-anchor="{anchor}">{name} {duration(val)}</text>')
-    return _svg(width, height, "histogram of scan run times", out)
+    return _svg(width, height, "histogram of attempt run times", out)
 
 
 def _histogram_section(data: ReportData) -> str:
     done = [a for a in data.cost.attempts if a.finished_at and a.started_at]
-    ok = [a.wall_seconds for a in done if a.outcome == SUCCEEDED]
-    bad = [a.wall_seconds for a in done if a.outcome != SUCCEEDED]
     head = '<div><h2>Run time per attempt<span class="note">'
     if not done:
         return head + '</span></h2><p class="empty">No attempt has finished yet.</p></div>'
-    note = f"{len(ok):,} succeeded" + (f", {len(bad):,} failed or lost" if bad else "")
-    legend = '<li><i class="bg-succeeded"></i>succeeded</li>' + (
-        '<li><i class="bg-failed"></i>failed, reclaimed or cancelled</li>' if bad else "")
-    return (f"{head}{html.escape(note)}</span></h2>{histogram_svg(ok, bad)}"
+    by: dict[str, list[float]] = {}
+    for a in done:
+        by.setdefault(a.outcome, []).append(a.wall_seconds)
+    note = ", ".join(f"{len(by[k]):,} {OUTCOME_LABEL[k]}" for k in OUTCOME_LABEL if k in by)
+    legend = "".join(f'<li><i class="bg-{k}"></i>{OUTCOME_LABEL[k]}</li>'
+                     for k in OUTCOME_LABEL if k in by)
+    return (f"{head}{html.escape(note)}</span></h2>{histogram_svg(by)}"
             f'<ul class="legend">{legend}</ul></div>')
 
 
@@ -628,14 +649,14 @@ def log_link(rec: ScanRecord, data: ReportData, *, out_dir: Path) -> str:
         region = data.cost.region or str(data.settings.get("region") or "")
         if log:  # a CloudWatch log stream name, as Batch reports it (logStreamName)
             group = str(data.settings.get("log_group") or "/aws/batch/job")
-            return cloudwatch_url(region, group, log)
+            return cloudwatch_url(region=region, group=group, stream=log)
         if rec.job_id:
             return (f"https://{region}.console.aws.amazon.com/batch/home?region={region}"
                     f"#jobs/detail/{quote(rec.job_id, safe='')}")
     return ""
 
 
-def cloudwatch_url(region: str, group: str, stream: str) -> str:
+def cloudwatch_url(*, region: str, group: str, stream: str) -> str:
     """The CloudWatch console page of one log stream."""
 
     def enc(text: str) -> str:
@@ -673,12 +694,17 @@ def _table_section(data: ReportData, *, out_dir: Path) -> str:
             log_link(rec, data, out_dir=out_dir),
             (rec.reason or "")[:300],
         ])
-    blob = json.dumps({"columns": columns, "rows": rows, "perPage": ROWS_PER_PAGE},
-                      separators=(",", ":"), ensure_ascii=False)
+    # Links share a long prefix (logs/…, the CloudWatch console's URL): keep it once.
+    links = [r[6] for r in rows if r[6]]
+    prefix = _common_prefix(links) if len(links) > 1 else ""
+    packed = [[*r[:6], r[6][len(prefix):] if r[6] else "", r[7]] for r in rows]
+    blob = json.dumps({"columns": columns, "rows": packed, "perPage": ROWS_PER_PAGE,
+                       "linkPrefix": prefix}, separators=(",", ":"), ensure_ascii=False)
     # Nothing in the blob can close the script element or start markup.
     blob = blob.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    num = ' class="num"'
     head = "".join(
-        f'<th data-col="{i}" scope="col"{" class=\"num\"" if col.get("cls") == "num" else ""}>'
+        f'<th data-col="{i}" scope="col"{num if col.get("cls") == "num" else ""}>'
         f'{e(col["label"])}</th>' for i, col in enumerate(columns))
     # The first page is in the HTML too: the table reads without the script (and in print).
     first = "".join(_static_row(r, columns) for r in rows[:ROWS_PER_PAGE])
@@ -700,6 +726,15 @@ def _table_section(data: ReportData, *, out_dir: Path) -> str:
         '<button id="next" type="button">next ›</button></div>'
         f'<script type="application/json" id="scan-data">{blob}</script></section>'
     )
+
+
+def _common_prefix(items: list[str]) -> str:
+    """The longest string every item starts with (the first and last in order suffice)."""
+    lo, hi = min(items), max(items)
+    n = 0
+    while n < len(lo) and lo[n] == hi[n]:
+        n += 1
+    return lo[:n]
 
 
 def _static_row(row: list[Any], columns: list[dict[str, str]]) -> str:

@@ -2,7 +2,8 @@
 
 The state colours follow the terminal's (``progress.STATE_STYLE``): green
 succeeded, red failed, blue running, cyan queued, yellow cancelled, dim green
-skipped, grey planned; orange marks attempts lost to Spot reclaims. Charts use
+skipped, grey planned; violet marks attempts lost to Spot reclaims (the
+infrastructure's doing, not the pipeline's). Charts use
 the same CSS classes, so dark mode and print restyle them too.
 """
 
@@ -14,7 +15,7 @@ CSS = """
   --bg: #ffffff; --fg: #1d2433; --muted: #5f6b7a; --faint: #8a94a3;
   --line: #e3e7ee; --panel: #f6f8fb; --accent: #3b5bdb;
   --succeeded: #2f9e44; --failed: #e03131; --running: #1c7ed6; --submitted: #0c8599;
-  --cancelled: #f08c00; --skipped: #8fc79b; --planned: #adb5bd; --reclaimed: #d9480f;
+  --cancelled: #f59f00; --skipped: #8fc79b; --planned: #adb5bd; --reclaimed: #9c36b5;
   --busy: #4c6ef5;
 }
 @media (prefers-color-scheme: dark) {
@@ -22,7 +23,7 @@ CSS = """
     --bg: #12161d; --fg: #e6e9ef; --muted: #a3acb9; --faint: #6e7886;
     --line: #262d38; --panel: #1a2029; --accent: #91a7ff;
     --succeeded: #51cf66; --failed: #ff6b6b; --running: #4dabf7; --submitted: #3bc9db;
-    --cancelled: #fcc419; --skipped: #5c8f68; --planned: #5c636e; --reclaimed: #ff922b;
+    --cancelled: #fcc419; --skipped: #5c8f68; --planned: #5c636e; --reclaimed: #da77f2;
     --busy: #748ffc;
   }
 }
@@ -106,7 +107,7 @@ code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas,
 .tablewrap { overflow-x: auto; border: 1px solid var(--line); border-radius: 10px; }
 table { border-collapse: collapse; width: 100%; font-size: 13.5px; }
 th, td { padding: 6px 12px; border-bottom: 1px solid var(--line); text-align: left;
-         vertical-align: top; }
+         vertical-align: baseline; }
 tbody tr:last-child td { border-bottom: 0; }
 thead th { position: sticky; top: 0; background: var(--panel); font-size: 12.5px;
            font-weight: 600; color: var(--muted); white-space: nowrap; user-select: none; }
@@ -177,6 +178,7 @@ JS = r"""
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function dur(s) {
     if (s === null || s === undefined) return "";
+    if (s < 9.95) return s.toFixed(1) + "s";
     s = Math.round(s);
     if (s < 60) return s + "s";
     if (s < 3600) return Math.floor(s / 60) + "m" + pad(s % 60) + "s";
@@ -202,7 +204,7 @@ JS = r"""
     } else if (c.type === "link") {
       if (v) {
         var a = document.createElement("a");
-        a.href = v; a.textContent = "log";
+        v = data.linkPrefix + v; a.href = v; a.textContent = "log";
         if (/^https?:/.test(v)) { a.target = "_blank"; a.rel = "noopener noreferrer"; }
         td.appendChild(a);
       }

@@ -42,12 +42,14 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
         ledger.set_meta("executor", executor.name)
         ledger.set_meta("executor_settings", executor.settings())
         executor.poll(run, ledger)  # a previous invocation may still be running
-        if executor.busy(run, ledger) and ledger.scans(states=ACTIVE):
-            raise UsageError(
-                f"run {run.path.name} is already running",
-                hint=f"watch it with: bidsbatch status {run.path.name} --watch",
-            )
         active: set[str] = set()
+        if executor.busy(run, ledger) and ledger.scans(states=ACTIVE):
+            if not executor.accepts_rerun_while_active:
+                raise UsageError(
+                    f"run {run.path.name} is already running",
+                    hint=f"watch it with: bidsbatch status {run.path.name} --watch",
+                )
+            active = {r.scan_id for r in ledger.scans(states=ACTIVE)}
         output = open_location(plan.info.output, s3=plan.info.s3_options)
         done = set() if force else done_scans(output, plan.specs)
         todo: list[Spec] = []
@@ -64,8 +66,6 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
                     ledger.update(spec.scan_id, state=SUBMITTED, exit_code=None, reason=None)
                     todo.append(spec)
         _prepare_group(plan, ledger, nothing_new=not todo)
-        if result.already_active:
-            return result
         executor.submit(run, todo, ledger, force=force)
         result.submitted = [s.scan_id for s in todo]
         return result

@@ -97,6 +97,10 @@ class BatchApi:
         config = Config(retries={"total_max_attempts": 1, "mode": "standard"},
                         user_agent_extra="bidsbatch")
         session = boto3.session.Session(region_name=self.region)
+        if not session.region_name:
+            raise UsageError("no AWS region is set for AWS Batch",
+                             hint="set AWS_REGION (or a profile's region), or pass "
+                                  "--environment NAME: an environment knows its region")
         with self.errors(f"connecting to AWS {service}"):
             return session.client(service, config=config)
 

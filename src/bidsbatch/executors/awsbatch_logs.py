@@ -51,6 +51,7 @@ class BatchLogs:
         self.api = api
         self.sleep = sleep
         self.interval = interval
+        self.events = 0  # log events read so far
         self._groups: dict[str, str] = {}
 
     def log_group(self, job_definition_arn: str | None) -> str:
@@ -105,6 +106,7 @@ class BatchLogs:
             if not page:
                 return  # the stream does not exist (yet)
             for event in page.get("events", ()):
+                self.events += 1
                 yield str(event.get("message", "")).rstrip("\n")
             token = page.get("nextForwardToken")
             if not token or token == stream.token:

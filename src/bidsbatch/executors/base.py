@@ -21,6 +21,9 @@ class Executor(ABC):
 
     #: The name users type after ``--executor``.
     name: ClassVar[str]
+    #: An engine that keeps its queued and running jobs itself (Batch) takes a rerun while
+    #: scans are still active: those are left alone and the rest is submitted.
+    accepts_rerun_while_active: ClassVar[bool] = False
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Executor:

@@ -342,6 +342,10 @@ def _preload_worker() -> None:
         from .. import worker  # noqa: F401
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         cli.main(["worker", "--help"])
+        # A full parse builds (and caches) typer's value converters too; the spec does
+        # not exist, so the worker stops at once.
+        cli.main(["worker", "--spec", "/nonexistent/bidsbatch-warm-up.json", "--attempt", "1",
+                  "--job-id", "warm-up", "--scratch", "/nonexistent"])
 
 
 def _fork_command(args: list[str], log: Path, *, header: str) -> int:

@@ -1,0 +1,45 @@
+"""``bidsbatch image``: the container image AWS Batch jobs run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli_commands import PipelineOpt
+from .console import err_console
+
+image_app = typer.Typer(
+    name="image", no_args_is_help=True,
+    help="The image Batch jobs run: a pipeline's image with bidsbatch added.",
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``image`` commands to ``app`` (once, however often this is called)."""
+    if any(group.typer_instance is image_app for group in app.registered_groups):
+        return
+    app.add_typer(image_app, name="image")
+
+
+@image_app.command("dockerfile")
+def dockerfile_command(
+    pipeline: PipelineOpt = "m2g",
+    base: Annotated[str | None, typer.Option(
+        help="The image to add bidsbatch to (default: the pipeline's image).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the Dockerfile here instead of to stdout.")] = None,
+) -> None:
+    """Print a Dockerfile that adds bidsbatch to a pipeline's image, for AWS Batch."""
+    from .image import dockerfile, image_plan
+    from .pipelines import load_pipeline
+
+    plan = image_plan(load_pipeline(pipeline), base=base)
+    text = dockerfile(plan)
+    if output is None:
+        print(text, end="")
+        return
+    output.write_text(text, encoding="utf-8")
+    err_console.print(f"wrote {output}; build it with: docker build -t {plan.suggested_tag} "
+                      f"-f {output} {output.parent}", highlight=False)

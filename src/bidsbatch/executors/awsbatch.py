@@ -1,0 +1,201 @@
+"""The AWS Batch executor: one array job per run, Spot-aware retries, IAM roles only.
+
+``submit`` uploads the run's specs and a manifest to
+``OUTPUT/.bidsbatch/runs/<run-id>/`` and submits one array job per 10,000
+scans (a plain job for a single scan) running ``bidsbatch worker --manifest
+s3://…`` (each child finds its scan by ``AWS_BATCH_JOB_ARRAY_INDEX``), then
+the group step as a job that depends on them. The job definition is
+registered once per pipeline and content (see ``awsbatch_jobdef``), with a
+retry strategy that retries Spot reclaims and transient faults only. Jobs
+get AWS access from their job role, never from keys.
+
+Submitting is idempotent: a run submitted again (after the client died
+midway, or with the ledger lost) finds its jobs by the ledger or by name and
+submits only what no live or succeeded job covers (``awsbatch_submit``).
+``poll`` reads the arrays' status summaries and asks for children only when
+those change (``awsbatch_poll``). ``cancel`` terminates each live job once
+(an array parent takes its children with it); ``logs`` reads every
+attempt's CloudWatch stream (``awsbatch_logs``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+from ..errors import BidsbatchError, UsageError
+from ..ledger import ACTIVE, CANCELLED, PLANNED, Ledger
+from ..locations import Location, S3Options, open_location
+from ..markers import done_scans, worker_log_key
+from ..pipelines import check_no_credentials
+from ..runs import RunDir
+from ..specs import RunInfo, Spec
+from ..worker import failed_log_key
+from .awsbatch_api import BatchApi
+from .awsbatch_logs import BatchLogs
+from .awsbatch_poll import ORPHAN_REASON, poll
+from .awsbatch_runfiles import RunFiles
+from .awsbatch_settings import BatchSettings
+from .awsbatch_status import CANCEL_REASON, PollState
+from .awsbatch_submit import EXECUTOR, Submitter
+from .base import Executor
+
+
+class AwsBatchExecutor(Executor):
+    """Runs scans as AWS Batch array jobs."""
+
+    name = EXECUTOR
+    accepts_rerun_while_active: ClassVar[bool] = True
+
+    def __init__(self, settings: BatchSettings, *, api: BatchApi | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = settings
+        self.sleep = sleep
+        self.api = api or BatchApi(region=settings.region, sleep=sleep)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> AwsBatchExecutor:
+        return cls(BatchSettings.from_options(options))
+
+    def settings(self) -> dict[str, Any]:
+        data = self.config.to_dict()
+        if not data["region"]:
+            import boto3
+
+            # Saved with the run, so that status and logs ask the region it ran in.
+            data["region"] = boto3.session.Session().region_name
+        return data
+
+    # -- submit
+
+    def submit(self, run: RunDir, specs: list[Spec], ledger: Ledger, *, force: bool) -> None:
+        info = run.info()
+        if specs:
+            # Their old jobs are done with; each gets its new (or covering) job below.
+            with ledger.transaction():
+                for spec in specs:
+                    ledger.update(spec.scan_id, job_id=None)
+        state = PollState(ledger)
+        try:
+            output = check_run(info, specs, self.config)
+            sub = Submitter(api=self.api, settings=self.config, run=run, info=info,
+                            ledger=ledger, state=state, files=RunFiles(output, info.run_id))
+            jobs = sub.known_jobs()
+            todo = sub.uncovered(specs, jobs, force=force)
+            new_ids = sub.submit_scans(todo, jobs, force=force)
+            if info.pipeline.get("group") and ledger.get_meta("group_state") == "submitted":
+                sub.submit_group(jobs, new_ids=new_ids)
+        except BaseException:
+            # What got no job is planned again; what did is in the ledger already.
+            left = [s.scan_id for s in specs
+                    if (rec := ledger.scan(s.scan_id)) and rec.job_id is None]
+            if left:
+                ledger.update_many(left, state=PLANNED, reason=ORPHAN_REASON)
+            if ledger.get_meta("group_state") == "submitted" and not _live_group(ledger, state):
+                ledger.set_meta("group_state", None)
+            raise
+        finally:
+            state.save()
+
+    # -- watch
+
+    def poll(self, run: RunDir, ledger: Ledger) -> None:
+        def done(scan_ids: list[str]) -> set[str]:
+            info = run.info()
+            output = open_location(info.output, s3=S3Options(requester_pays=info.requester_pays))
+            return done_scans(output, [run.spec(s) for s in scan_ids])
+
+        poll(self.api, ledger, done_scans=done)
+
+    def busy(self, run: RunDir, ledger: Ledger) -> bool:
+        if ledger.scans(states=ACTIVE):
+            return True
+        return ledger.get_meta("group_state") in ("submitted", "running") and \
+            _live_group(ledger, PollState(ledger))
+
+    def cancel(self, run: RunDir, ledger: Ledger) -> None:
+        state = PollState(ledger)
+        for job in ledger.jobs():
+            js = state[job.job_id]
+            if job.executor != self.name or js.done or js.cancelled:
+                continue
+            # On an array parent this cancels the queued children and terminates the
+            # running ones: one call per array, not one per scan.
+            self.api.call(self.api.batch, "terminate_job", f"cancelling Batch job {job.job_id}",
+                          jobId=job.job_id, reason=CANCEL_REASON)
+            js.cancelled = True
+        state.save()
+        left = [r.scan_id for r in ledger.scans(states=(*ACTIVE, PLANNED))]
+        if left:
+            ledger.update_many(left, state=CANCELLED, reason=CANCEL_REASON)
+        if ledger.get_meta("group_state") in ("submitted", "running"):
+            ledger.set_meta("group_state", CANCELLED)
+            ledger.set_meta("group_reason", CANCEL_REASON)
+
+    def logs(self, run: RunDir, scan_id: str, *, follow: bool = False) -> Iterator[str]:
+        with Ledger.open(run.ledger_path) as ledger:
+            job_ids = _log_jobs(ledger, scan_id)
+        reader = BatchLogs(self.api, sleep=self.sleep)
+        if follow:
+            if not job_ids:
+                raise BidsbatchError(f"no log yet for {scan_id} in run {run.path.name}",
+                                     hint="it has not been submitted; see bidsbatch status")
+            yield from reader.lines(job_ids, follow=True)
+            return
+        lines = list(reader.lines(job_ids, follow=False)) if job_ids else []
+        if reader.events == 0:
+            # No CloudWatch events (the job never started, or its logs went elsewhere):
+            # the worker keeps its own log next to the marker.
+            own = _worker_log(run.info(), scan_id)
+            if own is None and not lines:
+                raise BidsbatchError(f"no log yet for {scan_id} in run {run.path.name}",
+                                     hint="its job has not started; see bidsbatch status")
+            lines += own or []
+        yield from lines
+
+
+def check_run(info: RunInfo, specs: list[Spec], settings: BatchSettings) -> Location:
+    """Refuse what Batch jobs cannot run: local data, AWS keys for the job. Returns the output."""
+    for what, uri in (("output", info.output), ("dataset", info.dataset)):
+        if not uri.startswith("s3://"):
+            raise UsageError(
+                f"AWS Batch jobs cannot reach the local {what} {uri}",
+                hint=f"give an s3:// {what} with --executor aws-batch, or use --executor local",
+            )
+    check_no_credentials(info.pipeline.get("env") or {}, where=f"pipeline {info.pipeline['name']}")
+    for spec in specs:
+        check_no_credentials(spec.env, where=f"the spec of {spec.scan_id}")
+    check_no_credentials(settings.job_env, where="the job environment")
+    # The run's own files are written with the caller's identity: never unsigned.
+    return open_location(info.output, s3=S3Options(requester_pays=info.requester_pays))
+
+
+def _live_group(ledger: Ledger, state: PollState) -> bool:
+    gid = ledger.get_meta("group_job_id")
+    return bool(gid) and state.is_live(gid) and not state[gid].cancelled
+
+
+def _log_jobs(ledger: Ledger, scan_id: str) -> list[str]:
+    """The Batch jobs that ran ``scan_id`` (every attempt), oldest first."""
+    if scan_id == "group":
+        gid = ledger.get_meta("group_job_id")
+        return [gid] if gid else []
+    rec = ledger.scan(scan_id)
+    ids = [a.job_id for a in ledger.attempts(scan_id) if a.job_id]
+    if rec is not None and rec.job_id:
+        ids.append(rec.job_id)
+    # Attempts of other executors (the same run run locally first) have no Batch job.
+    return [j for j in dict.fromkeys(ids) if not j.startswith("local:")]
+
+
+def _worker_log(info: RunInfo, scan_id: str) -> list[str] | None:
+    """The worker's own log of the scan's last attempt, from the output location, if any."""
+    if scan_id == "group":
+        return None
+    output = open_location(info.output, s3=S3Options(requester_pays=info.requester_pays))
+    for key in (worker_log_key(scan_id), failed_log_key(scan_id)):
+        if output.exists(key):
+            return [f"==> the worker's log {output.describe(key)}",
+                    *output.read_text(key).splitlines()]
+    return None
