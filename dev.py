@@ -33,7 +33,7 @@ def _run(*cmd: str | Path, **kw) -> int:  # type: ignore[no-untyped-def]
 
 def setup(extras: str) -> None:
     """Create .venv and install bidsbatch (editable) with ``extras``, once per pyproject."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (dev.py runs on whatever python3 is)
         sys.exit(f"bidsbatch needs Python 3.11 or newer, this is {sys.version.split()[0]}")
     if not PY.exists():
         _say(f"creating {VENV}")

@@ -58,7 +58,7 @@ def run_group_step(run_uri: str, *, scratch: Path | None = None, keep_scratch: b
         log.info(f"pipeline {info.pipeline['name']} has no group step: nothing to do")
         return 0
     dataset = open_location(info.dataset, s3=info.s3_options)
-    output = open_location(info.output, s3=info.s3_options)
+    output = open_location(info.output)  # the dataset's S3 options are not the output's
     work = Scratch.make(scratch_base(scratch, os.environ), "group")
     started = utcnow()
     try:

@@ -74,7 +74,7 @@ def make_plan(
     check_no_credentials(pipeline.env, where=f"pipeline {pipeline.name}")
     if isinstance(dataset, str):
         dataset = crawl(dataset, s3=s3)
-    out_loc = open_location(output, s3=s3)
+    out_loc = open_location(output)  # --requester-pays/--no-sign-request: the dataset's
     out_uri = out_loc.uri
     ds_uri = dataset.uri
     if not out_loc.is_remote and not ds_uri.startswith("s3://"):

@@ -50,7 +50,7 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
                     hint=f"watch it with: bidsbatch status {run.path.name} --watch",
                 )
             active = {r.scan_id for r in ledger.scans(states=ACTIVE)}
-        output = open_location(plan.info.output, s3=plan.info.s3_options)
+        output = open_location(plan.info.output)
         done = set() if force else done_scans(output, plan.specs)
         todo: list[Spec] = []
         result = Started(run=run)

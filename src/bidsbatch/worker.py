@@ -618,7 +618,9 @@ def run_worker(
             + (f", job {options.job_id}" if options.job_id else "")
             + f", host {job.host}"
         )
-        out_loc = output or open_location(spec.output, s3=spec.s3_options)
+        # --requester-pays and --no-sign-request describe the dataset: outputs are
+        # always written signed, with the job's own credentials.
+        out_loc = output or open_location(spec.output)
         check_spec(spec)
         ds_loc = dataset or open_location(spec.dataset, s3=spec.s3_options)
 

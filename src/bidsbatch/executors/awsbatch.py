@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from ..errors import BidsbatchError, UsageError
 from ..ledger import ACTIVE, CANCELLED, PLANNED, Ledger
-from ..locations import Location, S3Options, open_location
+from ..locations import Location, open_location
 from ..markers import done_scans, worker_log_key
 from ..pipelines import check_no_credentials
 from ..runs import RunDir
@@ -103,7 +103,7 @@ class AwsBatchExecutor(Executor):
     def poll(self, run: RunDir, ledger: Ledger) -> None:
         def done(scan_ids: list[str]) -> set[str]:
             info = run.info()
-            output = open_location(info.output, s3=S3Options(requester_pays=info.requester_pays))
+            output = open_location(info.output)
             return done_scans(output, [run.spec(s) for s in scan_ids])
 
         poll(self.api, ledger, done_scans=done)
@@ -168,7 +168,7 @@ def check_run(info: RunInfo, specs: list[Spec], settings: BatchSettings) -> Loca
         check_no_credentials(spec.env, where=f"the spec of {spec.scan_id}")
     check_no_credentials(settings.job_env, where="the job environment")
     # The run's own files are written with the caller's identity: never unsigned.
-    return open_location(info.output, s3=S3Options(requester_pays=info.requester_pays))
+    return open_location(info.output)
 
 
 def _live_group(ledger: Ledger, state: PollState) -> bool:
@@ -193,7 +193,7 @@ def _worker_log(info: RunInfo, scan_id: str) -> list[str] | None:
     """The worker's own log of the scan's last attempt, from the output location, if any."""
     if scan_id == "group":
         return None
-    output = open_location(info.output, s3=S3Options(requester_pays=info.requester_pays))
+    output = open_location(info.output)
     for key in (worker_log_key(scan_id), failed_log_key(scan_id)):
         if output.exists(key):
             return [f"==> the worker's log {output.describe(key)}",
