@@ -8,15 +8,13 @@ is about 21,000 objects), uploads it to a moto S3 server on 127.0.0.1
 (``tests/moto_server.py``, which counts the requests it serves), then times, in
 this one process and one after another:
 
-- ``bidsbatch.bids.crawl("s3://...")`` (parallel per-subject listing) at several
+- ``bidsbatch.bids.crawl("s3://...")`` (parallel key-range listings) at several
   ``max_workers``;
 - bids2table ``index_dataset`` in its S3 mode (cloudpathlib, which reads
   ``AWS_ENDPOINT_URL``) when cloudpathlib can be imported, and on the local copy;
 - the naive peer of ``bench/naive_crawl.py`` (one listing per key prefix,
   sequential), and m2g's cloud script's own shape;
 - ``bidsbatch plan s3://... --pipeline demo`` once, end to end, as a subprocess;
-- a benchmark-only experiment (``bench/range_listing.py``): the same crawl with
-  subjects listed by key ranges, checked to give identical scans;
 - both crawls on the local copy.
 
 Wall time is ``time.perf_counter`` around each call (subprocess wall time for
@@ -53,7 +51,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))  # moto_server
-sys.path.insert(0, str(HERE))  # naive_crawl, range_listing
+sys.path.insert(0, str(HERE))  # naive_crawl
 
 BUCKET = "bench-crawl"
 PREFIX = "ds"
@@ -240,19 +238,6 @@ def ours(uri: str, workers: int) -> Callable[[], str]:
     return run
 
 
-def ours_ranges(workers: int, reference: list[Any]) -> Callable[[], str]:
-    from range_listing import crawl_ranges
-
-    def run() -> str:
-        ds = crawl_ranges(URI, max_workers=workers)
-        same = [(s.id, s.files) for s in ds.scans] == reference
-        if not same:
-            raise AssertionError("range listing gave different scans than the stock crawl")
-        return f"{len(ds.scans)} scans / {ds.n_files} objects (identical)"
-
-    return run
-
-
 def b2t(root: str) -> Callable[[], str]:
     import bids2table
     from bids2table import _indexing
@@ -423,13 +408,6 @@ def main() -> int:
         default_w = 16 if 16 in workers else workers[0]
         ours_rows = {w: Row("bidsbatch crawl", "S3 (moto)", str(w)) for w in workers}
         b2t_row = Row("bids2table 2.3.1 index_dataset", "S3 (moto, cloudpathlib)", "1 (sequential)")
-        range_row = Row("bidsbatch crawl + range listing (bench-only experiment)", "S3 (moto)",
-                        str(default_w))
-
-        # Reference scans for the range-listing check (not timed).
-        from bidsbatch.bids import crawl
-
-        reference = [(s.id, s.files) for s in crawl(URI, max_workers=default_w).scans]
 
         # Round-robin the repeats so drift hits every tool alike.
         for rep in range(args.repeats):
@@ -437,7 +415,6 @@ def main() -> int:
                 (ours_rows[default_w], ours(URI, default_w))]
             if rep < sweep_repeats:
                 plan += [(ours_rows[w], ours(URI, w)) for w in workers if w != default_w]
-            plan.append((range_row, ours_ranges(default_w, reference)))
             if b2t_s3:
                 plan.append((b2t_row, b2t(URI)))
             for row, fn in plan:
@@ -485,7 +462,6 @@ def main() -> int:
         if b2t_s3:
             rows.append(b2t_row)
         rows += naive_rows
-        rows.append(range_row)
         if cli_row:
             rows.append(cli_row)
         rows += [ours_local, b2t_local]
