@@ -30,14 +30,32 @@ FAKE_SECRET = "fakeSecret/bidsbatch+DoNotLeak0123456789ab"
 FAKE_TOKEN = "fakeSessionToken-bidsbatch-DoNotLeak"
 
 
-@pytest.fixture(scope="session")
-def moto() -> Iterator[moto_server.MotoServer]:
-    """One moto server process for the whole test session."""
-    server = moto_server.start(env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"})
+@contextlib.contextmanager
+def moto_running(**env: str) -> Iterator[moto_server.MotoServer]:
+    """A moto server process with extra server-side settings, stopped at the end."""
+    server = moto_server.start(env={"MOTO_ALLOW_NONEXISTENT_REGION": "true", **env})
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[moto_server.MotoServer]:
+    """One moto server process for the whole test session."""
+    with moto_running() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_iam() -> Iterator[moto_server.MotoServer]:
+    """A moto server that knows AWS managed policies (the instance role attaches one).
+
+    Separate from ``moto``: loading them makes every reset ~0.6 s slower. Modules
+    that need it override ``moto`` with it.
+    """
+    with moto_running(MOTO_IAM_LOAD_MANAGED_POLICIES="true") as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

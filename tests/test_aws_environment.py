@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -27,18 +26,9 @@ MORE_DATA = ("--dataset", "s3://open-data", "--requester-pays")
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[moto_server.MotoServer]:
-    """conftest's moto server, plus AWS managed policies (the instance role attaches one).
-
-    Overrides conftest's ``moto`` for this module until conftest starts its
-    server with MOTO_IAM_LOAD_MANAGED_POLICIES=true.
-    """
-    server = moto_server.start(env={"MOTO_ALLOW_NONEXISTENT_REGION": "true",
-                                    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
-    try:
-        yield server
-    finally:
-        server.stop()
+def moto(moto_iam: moto_server.MotoServer) -> moto_server.MotoServer:
+    """This module's AWS calls need the managed policies: conftest's ``moto_iam``."""
+    return moto_iam
 
 
 @pytest.fixture

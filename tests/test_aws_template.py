@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,9 @@ DATA = ("--dataset", "s3://bb-data/ds", "--dataset", "s3://open-data",
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[moto_server.MotoServer]:
-    """conftest's moto server, plus AWS managed policies (the instance role attaches one).
-
-    Overrides conftest's ``moto`` for this module until conftest starts its
-    server with MOTO_IAM_LOAD_MANAGED_POLICIES=true.
-    """
-    server = moto_server.start(env={"MOTO_ALLOW_NONEXISTENT_REGION": "true",
-                                    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
-    try:
-        yield server
-    finally:
-        server.stop()
+def moto(moto_iam: moto_server.MotoServer) -> moto_server.MotoServer:
+    """This module's AWS calls need the managed policies: conftest's ``moto_iam``."""
+    return moto_iam
 
 
 def cfn_lint() -> str:

@@ -27,6 +27,7 @@ from conftest import (
     FAKE_KEY_ID,
     FAKE_SECRET,
     FAKE_TOKEN,
+    moto_running,
     run_cli,
     unique_bucket,
     upload_tree,
@@ -64,12 +65,8 @@ def _post(url: str, data: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def failing_server() -> Iterator[moto_server.MotoServer]:
-    server = moto_server.start(env={"MOTO_ALLOW_NONEXISTENT_REGION": "true",
-                                    "MOTO_SIMPLE_BATCH_FAIL_AFTER": "0"})
-    try:
+    with moto_running(MOTO_SIMPLE_BATCH_FAIL_AFTER="0") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +74,8 @@ def queued_server() -> Iterator[moto_server.MotoServer]:
     # moto's Docker-backed Batch moves a job only when its state manager says so: with
     # a "manual" progression that never comes, jobs stay SUBMITTED (a queue with no
     # capacity), and no Docker is ever reached.
-    server = moto_server.start(env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"})
-    try:
+    with moto_running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _use(server: moto_server.MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
