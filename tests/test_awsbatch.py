@@ -395,15 +395,32 @@ def test_status_reads_summaries_and_batches_describe_jobs(batch: Batch, big_ds: 
     arrays = [b for b in batch.calls("submitjob") if "arrayProperties" in b]
     assert [a["arrayProperties"]["size"] for a in arrays] == [50, 50, 5]
     batch.server.reset_requests()
-    assert _status(run_id)["counts"]["succeeded"] == 105
+    status = _status(run_id)
+    assert status["counts"]["succeeded"] == 105
+    assert all(s["exit_code"] == 0 for s in status["scans"])
+    # a status summary: the parents' statusSummary in one call; every array SUCCEEDED,
+    # so no child is listed or described
+    assert len(batch.batch_requests()) <= 3
     describes = batch.calls("describejobs")
-    assert all(len(d["jobs"]) <= 100 for d in describes)
-    # parents in one call, then the 105 children in two: never one call per job
-    assert len(describes) == 3
-    assert batch.calls("listjobs") == []  # the arrays have ended: children read by id
+    assert len(describes) == 1 and not any(":" in j for j in describes[0]["jobs"])
+    assert batch.calls("listjobs") == []
     batch.server.reset_requests()
     _status(run_id)
     assert batch.batch_requests() == []  # nothing changed: nothing asked
+    # per-attempt details, for cost: the 105 children by id, 100 a call, once
+    cost = run_cli("cost", run_id, "--json")
+    assert cost.returncode == 0, cost.stderr
+    describes = batch.calls("describejobs")
+    assert len(describes) == 2 and all(len(d["jobs"]) <= 100 for d in describes)
+    assert sorted(len(d["jobs"]) for d in describes) == [5, 100]
+    assert len(batch.batch_requests()) == 2
+    assert len(json.loads(cost.stdout)["attempts"]) == 105
+    scans = _status(run_id)["scans"]
+    assert all(s["attempts"] == 1 and s["log"] for s in scans)
+    batch.server.reset_requests()
+    assert run_cli("cost", run_id, "--json").returncode == 0
+    assert run_cli("report", run_id).returncode == 0
+    assert batch.batch_requests() == []  # all recorded: nothing asked
 
 
 def test_children_of_a_live_array_are_listed_by_state(moving_batch: Batch, ds: Path) -> None:
@@ -421,13 +438,19 @@ def test_children_of_a_live_array_are_listed_by_state(moving_batch: Batch, ds: P
     listed = batch.calls("listjobs")
     assert {"arrayJobId": parent, "jobStatus": "FAILED", "maxResults": 1000} in listed
     assert all(b.get("arrayJobId") == parent for b in listed)
-    children = [b for b in batch.calls("describejobs") if any(":" in j for j in b["jobs"])]
-    assert sum(len(b["jobs"]) for b in children) == 6  # each ended child described once
+    # the listing says what status needs (state, exit code, reason): no child described
+    assert not any(":" in j for b in batch.calls("describejobs") for j in b["jobs"])
+    assert all(s["reason"] for s in status["scans"])
     assert batch.batch.describe_jobs(jobs=[parent])["jobs"][0]["status"] == "RUNNING"
     # the parent is still live, its summary unchanged: one DescribeJobs, no listing
     batch.server.reset_requests()
     _status(run_id)
     assert batch.calls("listjobs") == [] and len(batch.calls("describejobs")) == 1
+    # cost reads each ended child's attempts once, in one call
+    batch.server.reset_requests()
+    assert run_cli("cost", run_id).returncode == 0
+    children = [b for b in batch.calls("describejobs") if any(":" in j for j in b["jobs"])]
+    assert len(children) == 1 and len(children[0]["jobs"]) == 6
 
 
 # --------------------------------------------------------------------------- idempotence

@@ -327,6 +327,7 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
     run = find_run(run_ref)
     info = run.info()
     table = load_prices(prices)
+    fetch_details(run)
     with Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(info.scans)
         cost = run_cost_for(run, ledger, table=table)
@@ -416,17 +417,45 @@ def cost_lines(cost: RunCost) -> list[Text]:
     return lines
 
 
+def fetch_details(run: RunDir) -> None:
+    """Record every attempt's details before pricing or reporting (``runner.fetch_details``).
+
+    Failing to reach the engine (no network, no credentials) is a warning: the
+    cost and the report are then of what the ledger already has.
+    """
+    from . import runner
+    from .errors import BidsbatchError
+
+    try:
+        runner.fetch_details(run)
+    except BidsbatchError as exc:
+        err_console.print(f"[yellow]warning:[/] per-attempt details not read: "
+                          f"{escape(exc.message)}; showing what the ledger has",
+                          highlight=False)
+
+
 def status_cost(run: RunDir, ledger: Ledger) -> tuple[str, dict[str, str], list[Text]]:
     """For ``status``: a column (its name, its text per scan) and a few lines of cost.
 
-    Dollars for priced executors (AWS Batch), CPU time for local runs.
+    Dollars for priced executors (AWS Batch), CPU time for local runs. ``status``
+    does not read per-attempt details (see ``Executor.fetch_details``): scans that
+    ended without them are said to be priced by ``cost RUN``.
     """
+    from .ledger import FAILED as SCAN_FAILED
+    from .ledger import SUCCEEDED as SCAN_SUCCEEDED
     from .pricing import run_cost_for
 
     cost = run_cost_for(run, ledger)
     if cost.priced:
         column = {s: dollars(c.dollars) for s, c in cost.scans.items() if c.attempts}
-        return "cost", column, cost_lines(cost)
+        lines = cost_lines(cost)
+        ended = [r.scan_id for r in ledger.scans(states=(SCAN_SUCCEEDED, SCAN_FAILED))]
+        unread = sum(1 for s in ended if s not in cost.scans or not cost.scans[s].attempts)
+        if unread:
+            lines.append(Text(f"{unread:,} ended scan(s) not priced yet: status reads no "
+                              f"per-attempt details; `bidsbatch cost {run.path.name}` "
+                              "reads them", style="dim"))
+        return "cost", column, lines
     column = {s: duration(c.cpu_seconds) for s, c in cost.scans.items()
               if c.cpu_seconds is not None}
     return "CPU time", column, cost_lines(cost)
@@ -449,7 +478,9 @@ def report_command(
     from .runs import find_run
 
     run = find_run(run_ref)
-    path = write_report(run, output, table=load_prices(prices))
+    table = load_prices(prices)
+    fetch_details(run)
+    path = write_report(run, output, table=table)
     if as_json:
         print_json(json.dumps({"run_id": run.info().run_id, "report": str(path)}))
     err_console.print(f"report: {escape(str(path))}", highlight=False)

@@ -142,6 +142,7 @@ def _watch(run, *, title: str, total: int):  # type: ignore[no-untyped-def]
 def _finish(run, final, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     from .progress import counts_line, status_table
 
+    final = _with_details(run, final)
     info = run.info()
     if as_json:
         print_json(json.dumps(_status_dict(run, final.records, final.counts,
@@ -157,6 +158,18 @@ def _finish(run, final, *, as_json: bool) -> None:  # type: ignore[no-untyped-de
     _report(run)
     if final.counts["failed"] or final.counts["cancelled"] or final.group_state == "failed":
         raise typer.Exit(1)
+
+
+def _with_details(run, final):  # type: ignore[no-untyped-def]
+    """The final snapshot after every attempt's details are read (the report needs them)."""
+    from dataclasses import replace
+
+    from .cli_cost import fetch_details
+    from .ledger import Ledger
+
+    fetch_details(run)
+    with Ledger.open(run.ledger_path) as ledger:
+        return replace(final, records=ledger.scans(), counts=ledger.counts())
 
 
 def _report(run) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
@@ -24,6 +24,8 @@ class Plan:
     specs: list[Spec]
     dataset: Dataset
     pipeline: Pipeline
+    #: Where this plan was last written: writing it there again is a no-op.
+    _written: RunDir | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def run_id(self) -> str:
@@ -33,10 +35,14 @@ class Plan:
         """Write ``run.json`` and ``specs/`` into ``run_dir`` (default: the runs home).
 
         Files are replaced atomically and only when their content changed, so
-        planning the same run again is a no-op.
+        planning the same run again is a no-op. Writing this same plan to the same
+        place again returns at once: its specs are not serialised again.
         """
         run = RunDir(Path(run_dir).expanduser().absolute() if run_dir else
                      runs_root() / self.run_id)
+        if self._written is not None and run.run_json.exists() \
+                and self._written.path.absolute() == run.path.absolute():
+            return self._written
         run.specs_dir.mkdir(parents=True, exist_ok=True)
         run.logs_dir.mkdir(exist_ok=True)
         _write_if_changed(run.run_json, self.info.to_json())
@@ -49,6 +55,7 @@ class Plan:
             if stale.name not in keep:
                 stale.unlink()
         mark_latest(run)
+        self._written = run
         return run
 
 

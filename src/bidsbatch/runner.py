@@ -35,7 +35,11 @@ class Started:
 
 
 def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = False) -> Started:
-    """Write ``plan``, skip the scans already done, submit the others to ``executor``."""
+    """Write ``plan``, skip the scans already done, submit the others to ``executor``.
+
+    A plan already written to ``run_dir`` (``bidsbatch run`` shows it first) is not
+    written again.
+    """
     run = plan.write(run_dir)
     with Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(s.scan_id for s in plan.specs)
@@ -108,6 +112,17 @@ def retry_failed(run: RunDir, *, overrides: dict[str, Any] | None = None) -> lis
             ledger.set_meta("group_state", "submitted")
         executor.submit(run, specs, ledger, force=False)
         return again
+
+
+def fetch_details(run: RunDir) -> None:
+    """Have the run's executor record every attempt's details, for cost and the report.
+
+    ``status`` keeps scan states only (cheap on AWS Batch); this reads the rest once
+    (see :meth:`Executor.fetch_details`). A run never submitted has nothing to read.
+    """
+    with Ledger.open(run.ledger_path) as ledger:
+        if ledger.get_meta("executor"):
+            executor_for(run, ledger).fetch_details(run, ledger)
 
 
 def cancel(run: RunDir) -> dict[str, int]:

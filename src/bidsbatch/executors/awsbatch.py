@@ -13,7 +13,9 @@ Submitting is idempotent: a run submitted again (after the client died
 midway, or with the ledger lost) finds its jobs by the ledger or by name and
 submits only what no live or succeeded job covers (``awsbatch_submit``).
 ``poll`` reads the arrays' status summaries and asks for children only when
-those change (``awsbatch_poll``). ``cancel`` terminates each live job once
+those change, and then by listing, never one by one (``awsbatch_poll``);
+``fetch_details`` reads every attempt (for cost and the report) once, 100
+jobs a call. ``cancel`` terminates each live job once
 (an array parent takes its children with it); ``logs`` reads every
 attempt's CloudWatch stream (``awsbatch_logs``).
 """
@@ -34,7 +36,7 @@ from ..specs import RunInfo, Spec
 from ..worker import failed_log_key
 from .awsbatch_api import BatchApi
 from .awsbatch_logs import BatchLogs
-from .awsbatch_poll import ORPHAN_REASON, poll
+from .awsbatch_poll import ORPHAN_REASON, fetch_details, poll
 from .awsbatch_runfiles import RunFiles
 from .awsbatch_settings import BatchSettings
 from .awsbatch_status import CANCEL_REASON, PollState
@@ -71,13 +73,17 @@ class AwsBatchExecutor(Executor):
 
     def submit(self, run: RunDir, specs: list[Spec], ledger: Ledger, *, force: bool) -> None:
         info = run.info()
-        if specs:
-            # Their old jobs are done with; each gets its new (or covering) job below.
-            with ledger.transaction():
-                for spec in specs:
-                    ledger.update(spec.scan_id, job_id=None)
         state = PollState(ledger)
         try:
+            if specs:
+                # Their old jobs are done with; each gets its new (or covering) job below.
+                # What those jobs' attempts cost is recorded first (``status`` reads no
+                # attempts): none to read on a first submit.
+                fetch_details(self.api, ledger, scan_ids={s.scan_id for s in specs},
+                              attempts_only=True)
+                with ledger.transaction():
+                    for spec in specs:
+                        ledger.update(spec.scan_id, job_id=None)
             output = check_run(info, specs, self.config)
             sub = Submitter(api=self.api, settings=self.config, run=run, info=info,
                             ledger=ledger, state=state, files=RunFiles(output, info.run_id))
@@ -107,6 +113,9 @@ class AwsBatchExecutor(Executor):
             return done_scans(output, [run.spec(s) for s in scan_ids])
 
         poll(self.api, ledger, done_scans=done)
+
+    def fetch_details(self, run: RunDir, ledger: Ledger) -> None:
+        fetch_details(self.api, ledger)
 
     def busy(self, run: RunDir, ledger: Ledger) -> bool:
         if ledger.scans(states=ACTIVE):

@@ -31,6 +31,7 @@ class RunFiles:
         self.run_id = run_id
         self.prefix = f"{STATE_PREFIX}/runs/{run_id}"
         self.max_workers = max_workers
+        self._run_json_written = False  # by this object, i.e. in this submit
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}"
@@ -50,7 +51,10 @@ class RunFiles:
 
     def upload(self, run: RunDir, specs: Iterable[Spec]) -> int:
         """Write ``run.json`` and the specs not yet there (or changed); return how many specs."""
-        self.output.write_text(self.key("run.json"), run.run_json.read_text(encoding="utf-8"))
+        self.write_run_json(run)
+        specs = list(specs)
+        if not specs:
+            return 0  # no need to list what is there
         have = {o.key: o.size for o in self.output.walk(self.key("specs/"))}
         todo = []
         for spec in specs:
@@ -63,6 +67,20 @@ class RunFiles:
             with ThreadPoolExecutor(max_workers=min(self.max_workers, len(todo))) as pool:
                 list(pool.map(lambda kv: self.output.write_text(*kv), todo))
         return len(todo)
+
+    def write_run_json(self, run: RunDir) -> None:
+        """Write ``run.json``."""
+        self.output.write_text(self.key("run.json"), run.run_json.read_text(encoding="utf-8"))
+        self._run_json_written = True
+
+    def ensure_run_json(self, run: RunDir) -> None:
+        """Write ``run.json`` unless this object wrote it already (a run's is fixed by its id)."""
+        if not self._run_json_written:
+            self.write_run_json(run)
+
+    def any_job_submitted(self) -> bool:
+        """Can a job of this run exist? Not without ``run.json``: it is written before any."""
+        return self.output.exists(self.key("run.json"))
 
     def manifest_numbers(self) -> set[int]:
         """The submission numbers of the manifests already written."""

@@ -4,8 +4,11 @@
 ``RUNNING`` is *running*, ``SUCCEEDED`` and ``FAILED`` are final. A job the
 user cancelled stays *cancelled* while Batch winds it down (it does not flap
 back to *submitted*), and a ``FAILED`` one of those is *cancelled* too.
-Every attempt Batch reports is recorded (times, exit code, reason) for cost
-and for ``logs``.
+Two levels of detail. :func:`apply_summary` records what a ``ListJobs``
+job summary says (state, times, exit code, reason): enough for ``status``.
+:func:`apply_job` records a full ``DescribeJobs`` description, every attempt
+Batch reports (times, exit code, reason) and the log stream: what cost,
+the report and ``logs`` need.
 
 What poll remembers between calls (each job's last status and array
 summary, whether it is done, whether it was cancelled) lives in the
@@ -108,8 +111,12 @@ def _attempt_reason(attempt: dict[str, Any]) -> str | None:
 
 
 def apply_job(ledger: Ledger, scan_id: str, child_id: str, desc: dict[str, Any], *,
-              cancelled: bool) -> None:
-    """Record what Batch says of the job (or array child) that runs ``scan_id``."""
+              cancelled: bool, attempts_only: bool = False) -> None:
+    """Record what Batch says of the job (or array child) that runs ``scan_id``.
+
+    Every attempt goes to the attempts table; the scan's row (state, times, log)
+    too unless ``attempts_only`` (the job is about to be replaced by a new one).
+    """
     status = desc["status"]
     attempts = list(desc.get("attempts") or [])
     running_now = status == "RUNNING" and (not attempts or attempts[-1].get("stoppedAt"))
@@ -132,6 +139,8 @@ def apply_job(ledger: Ledger, scan_id: str, child_id: str, desc: dict[str, Any],
             started_at=ms_iso(desc.get("startedAt")), finished_at=None, exit_code=None,
             reason=None, cpu_seconds=None, market=None, instance_type=None,
         ))
+    if attempts_only:
+        return
     container = desc.get("container") or {}
     last = attempts[-1] if attempts else {}
     log = container.get("logStreamName") or (last.get("container") or {}).get("logStreamName")
@@ -150,6 +159,30 @@ def apply_job(ledger: Ledger, scan_id: str, child_id: str, desc: dict[str, Any],
     elif state == SUBMITTED and attempts:
         fields["reason"] = f"attempt {base + n} ended ({_attempt_reason(last) or 'no reason'}); " \
                            "retrying"
+    if cancelled and state != SUCCEEDED:
+        state = CANCELLED
+        fields["reason"] = CANCEL_REASON
+    ledger.update(scan_id, state=state, **fields)
+
+
+def apply_summary(ledger: Ledger, scan_id: str, child_id: str, summary: dict[str, Any], *,
+                  cancelled: bool) -> None:
+    """Record a ``ListJobs`` summary of the job (or array child) that runs ``scan_id``.
+
+    The state, times, exit code and reason only: a summary lists no attempts and no
+    log stream, which :func:`apply_job` records later (the details pass).
+    """
+    status = summary["status"]
+    state = STATE_OF.get(status, SUBMITTED)
+    final = status in ("SUCCEEDED", "FAILED")
+    container = summary.get("container") or {}
+    fields: dict[str, Any] = {
+        "job_id": child_id,
+        "started_at": ms_iso(summary.get("startedAt")),
+        "finished_at": ms_iso(summary.get("stoppedAt")) if final else None,
+        "exit_code": container.get("exitCode") if final else None,
+        "reason": failure_reason(summary) if state == FAILED else None,
+    }
     if cancelled and state != SUCCEEDED:
         state = CANCELLED
         fields["reason"] = CANCEL_REASON

@@ -2,7 +2,8 @@
 
 1. **Known jobs**: the ledger's jobs table, plus whatever ``ListJobs`` finds
    under the run's name prefix that the ledger lacks (it was lost, or the
-   client died between ``SubmitJob`` and writing it down). A found job's
+   client died between ``SubmitJob`` and writing it down); not asked when the
+   run's ``run.json`` is not on S3 yet (it is written before any job). A found job's
    scans come from its manifest.
 2. **Covered scans**: a scan whose latest job is still queued or running, or
    succeeded (unless ``--force``), is not submitted again; it is pointed at
@@ -73,7 +74,10 @@ class Submitter:
     def known_jobs(self) -> list[JobRecord]:
         """The ledger's jobs of this run, after adding those only Batch still knows."""
         known = {j.job_id for j in self.ledger.jobs()}
-        found = self.api.jobs_named(self.settings.job_queue, name_prefix(self.info.run_id))
+        # Every job of the run is submitted after its run.json is on S3: without it (a first
+        # submit) there is nothing to find, and one HEAD spares a ListJobs.
+        found = (self.api.jobs_named(self.settings.job_queue, name_prefix(self.info.run_id))
+                 if self.files.any_job_submitted() else [])
         for summary in found:
             parsed = parse_job_name(self.info.run_id, summary["jobName"])
             if summary["jobId"] in known or parsed is None:
@@ -234,7 +238,7 @@ class Submitter:
             self.api.call(self.api.batch, "terminate_job", "replacing the group step job",
                           jobId=current, reason="superseded by a newer group step job")
             self.state[current].cancelled = True
-        self.files.upload(self.run, [])  # the group step reads run.json
+        self.files.ensure_run_json(self.run)  # the group step reads it; submit_scans wrote it
         depends = self._dependencies(self._live_scan_jobs(jobs, new_ids), jobs)
         n = self.next_submission(jobs)
         overrides: dict[str, Any] = {}

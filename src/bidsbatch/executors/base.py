@@ -42,6 +42,18 @@ class Executor(ABC):
     def poll(self, run: RunDir, ledger: Ledger) -> None:
         """Bring the ledger up to date with the engine. Errors surface; never "still running"."""
 
+    def fetch_details(self, run: RunDir, ledger: Ledger) -> None:
+        """Record in the ledger every attempt's details that :meth:`poll` left out.
+
+        Two levels: :meth:`poll` keeps each scan's state (what ``status`` shows)
+        at the least cost; this adds what cost and the report need (each
+        attempt's start and stop, lost attempts), for engines that report those
+        apart (AWS Batch). Called by ``cost``, ``report`` and the end of ``run``;
+        asks nothing once they are recorded. Engines that record attempts as
+        they go (local) have nothing to add.
+        """
+        return None
+
     @abstractmethod
     def cancel(self, run: RunDir, ledger: Ledger) -> None:
         """Stop every queued and running job of the run; record them as cancelled."""
