@@ -125,3 +125,19 @@ def test_unreachable_endpoint_is_transient(tmp_path: Path) -> None:
                        "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"})
     assert res.returncode == 1
     assert "cannot reach S3" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_concurrent_writers_of_one_key_do_not_collide(tmp_path: Path) -> None:
+    """Every scan uploads dataset_description.json: parallel writers must all succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    loc = LocalLocation(tmp_path / "out")
+    sources = []
+    for i in range(16):
+        src = tmp_path / f"src{i}.json"
+        src.write_bytes(b'{"Name": "same"}' * 4096)
+        sources.append(src)
+    with ThreadPoolExecutor(8) as pool:
+        infos = list(pool.map(lambda s: loc.upload(s, "dataset_description.json"), sources * 4))
+    assert all(i.size == 16 * 4096 for i in infos)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["dataset_description.json"]

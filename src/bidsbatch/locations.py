@@ -254,16 +254,16 @@ class LocalLocation(Location):
         self, key: str, dest: Path, *, progress: Callable[[int], None] | None = None
     ) -> ObjectInfo:
         src = self._path(key)
-        tmp = dest.with_name(f".{dest.name}.part")
+        tmp: Path | None = None
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _unique_part(dest)
             shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
         except FileNotFoundError:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             raise StorageError(f"{self.describe(key)} does not exist") from None
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             raise StorageError(f"cannot copy {self.describe(key)}: {exc.strerror}") from None
         size = dest.stat().st_size
         if progress:
@@ -274,18 +274,33 @@ class LocalLocation(Location):
         self, src: Path, key: str, *, progress: Callable[[int], None] | None = None
     ) -> ObjectInfo:
         dest = self._path(key)
-        tmp = dest.with_name(f".{dest.name}.part")
+        tmp: Path | None = None
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            # A name of its own: several workers may write the same key at once
+            # (every scan of a BIDS App writes dataset_description.json).
+            tmp = _unique_part(dest)
             shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             raise StorageError(f"cannot write {self.describe(key)}: {exc.strerror}") from None
         size = dest.stat().st_size
         if progress:
             progress(size)
         return ObjectInfo(key, size)
+
+
+def _unique_part(dest: Path) -> Path:
+    """A new, empty temporary file next to ``dest`` (same folder: the rename is atomic)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    return Path(name)
+
+
+def _discard(tmp: Path | None) -> None:
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- S3
