@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -307,21 +308,39 @@ class _Supervisor:
                 self.ledger.set_meta("group_finished_at", self.ledger.now())
 
 
+_LOG_PREFIX = re.compile(r"^\S+Z \[(?P<source>app|worker)\] ")
+_ERROR_WORDS = ("error", "exception", "traceback", "fail")
+
+
 def _reason(code: int, log: Path) -> str:
-    """One line on why a scan failed: the last error line of its log, else the code."""
+    """One line on why a scan failed, from the end of its log.
+
+    The app's own last error line says most (``injected failure…``,
+    ``MemoryError``), then the worker's ``error:`` line (``app exited with
+    code 3``, ``access denied…``); else just the exit code.
+    """
     if code < 0:
         return f"killed by signal {-code}"
     try:
         with open(log, "rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
+            fh.seek(max(0, fh.tell() - 16384))
             lines = fh.read().decode("utf-8", "replace").splitlines()
     except OSError:
         lines = []
-    for line in reversed(lines):
-        low = line.lower()
-        if "error" in low or "fail" in low or "exception" in low:
-            return f"exit {code}: {line.strip()[-200:]}"
+    app_lines, worker_errors = [], []
+    for line in lines:
+        m = _LOG_PREFIX.match(line)
+        if not m:
+            continue
+        text = line[m.end():].strip()
+        if m["source"] == "app" and any(w in text.lower() for w in _ERROR_WORDS):
+            app_lines.append(text)
+        elif m["source"] == "worker" and text.startswith("error:"):
+            worker_errors.append(text[len("error:"):].strip())
+    for found in (app_lines, worker_errors):
+        if found:
+            return f"exit {code}: {found[-1][:200]}"
     return f"exit {code}"
 
 
