@@ -22,7 +22,9 @@ from .console import err_console, print_json
 from .errors import BidsbatchError, UsageError
 
 if TYPE_CHECKING:
-    from .aws.environment import AwsClients, Change, EnvironmentSpec
+    from .aws.clients import AwsClients
+    from .aws.results import Change
+    from .aws.spec import EnvironmentSpec
 
 aws_app = typer.Typer(
     name="aws",
@@ -74,7 +76,7 @@ def _split(value: str | None) -> tuple[str, ...]:
 
 
 def _markets(spot: bool, on_demand: bool, both: bool) -> tuple[Any, ...]:
-    from .aws.environment import Market
+    from .aws.spec import Market
 
     if spot + on_demand + both > 1:
         raise UsageError("choose one of --spot, --on-demand and --both")
@@ -94,7 +96,7 @@ def _clients(region: str | None) -> AwsClients:
     import boto3
     from botocore.exceptions import BotoCoreError
 
-    from .aws.environment import AwsClients, translate_aws_error
+    from .aws.clients import AwsClients, translate_aws_error
 
     try:
         session = boto3.session.Session(region_name=region or _default_region())
@@ -109,7 +111,7 @@ def _spec(*, name: str, region: str | None, bucket: str | None, dataset: list[st
           root_volume_gib: int | None, subnets: str | None, security_groups: str | None,
           requester_pays: bool, pipeline: str | None, log_retention_days: int | None
           ) -> EnvironmentSpec:
-    from .aws.environment import EnvironmentSpec
+    from .aws.spec import EnvironmentSpec
 
     return EnvironmentSpec.create(
         name=name,
@@ -244,7 +246,8 @@ def status(
     """Show each resource of environment NAME and its state."""
     from rich.table import Table
 
-    from .aws.environment import TAG_KEY, environment_status
+    from .aws.spec import TAG_KEY
+    from .aws.teardown import environment_status
 
     clients = _clients(region or _saved_region(name))
     if not clients.region:
@@ -295,7 +298,8 @@ def teardown(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete every resource tagged with environment NAME, in the order AWS requires."""
-    from .aws.environment import TAG_KEY, find_resources, teardown_environment
+    from .aws.spec import TAG_KEY
+    from .aws.teardown import find_resources, teardown_environment
     from .config import remove_environment
 
     clients = _clients(region or _saved_region(name))

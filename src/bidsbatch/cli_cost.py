@@ -212,7 +212,7 @@ def _refresh(table: PriceTable, *, region: str, extra: str | None,
 def _estimate_instance(name: str | None, *, pipe: Any, table: PriceTable, region: str
                        ) -> tuple[InstanceType, str]:
     """The instance to price: asked for, else the AWS environment's, else the pipeline's."""
-    from .aws.environment import default_instance_types
+    from .aws.spec import default_instance_types
     from .errors import BidsbatchError
     from .pricing import FALLBACK_INSTANCE_TYPE, pick_instance
 

@@ -20,15 +20,15 @@ from typing import Any
 from urllib.parse import unquote
 
 from .aws import policies
-from .aws.environment import (
+from .aws.clients import (
     AwsClients,
-    EnvironmentSpec,
     Identity,
     error_code,
     error_message,
     translate_aws_error,
 )
 from .aws.policies import S3Prefix
+from .aws.spec import EnvironmentSpec
 from .config import EnvironmentSettings, load_environment
 from .errors import BidsbatchError
 from .markers import STATE_PREFIX

@@ -312,7 +312,7 @@ def refresh_prices(session: Any, *, region: str, instance_types: Iterable[str]
     Raises BidsbatchError with one line when AWS cannot be asked (no
     credentials, no access, no network).
     """
-    from .aws.environment import aws_errors
+    from .aws.clients import aws_errors
 
     names = sorted(set(instance_types))
     pricing = session.client("pricing", region_name=PRICING_API_REGION)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..markers import STATE_PREFIX
 from . import policies
-from .environment import JOB_POLICY_NAME, TAG_KEY, EnvironmentSpec, Market
+from .spec import JOB_POLICY_NAME, TAG_KEY, EnvironmentSpec, Market
 
 _PARTITION = "${AWS::Partition}"
 _REGION = "${AWS::Region}"

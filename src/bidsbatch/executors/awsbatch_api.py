@@ -226,7 +226,7 @@ class _Errors:
 
 def translate(exc: BaseException, what: str) -> BidsbatchError:
     """One clear line for a botocore error met while doing ``what``."""
-    from ..aws.environment import translate_aws_error
+    from ..aws.clients import translate_aws_error
 
     code = error_code(exc)
     message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", "")) or str(exc)
