@@ -141,3 +141,17 @@ def test_concurrent_writers_of_one_key_do_not_collide(tmp_path: Path) -> None:
         infos = list(pool.map(lambda s: loc.upload(s, "dataset_description.json"), sources * 4))
     assert all(i.size == 16 * 4096 for i in infos)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["dataset_description.json"]
+
+
+def test_atomic_write_with_concurrent_writers(tmp_path: Path) -> None:
+    """Two runs marking themselves "latest" at once: both writes land, no temp is left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bidsbatch.locations import atomic_write
+
+    target = tmp_path / "state" / "latest"
+    texts = [f"/runs/run-{i}\n" * 512 for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda t: atomic_write(target, t), texts * 8))
+    assert target.read_text() in texts
+    assert [p.name for p in target.parent.iterdir()] == ["latest"]

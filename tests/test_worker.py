@@ -26,6 +26,7 @@ import pytest
 from conftest import BIN, run_cli, unique_bucket, upload_tree
 
 from bidsbatch.errors import StorageError
+from bidsbatch.markers import failed_key, failed_log_key
 from bidsbatch.plan import make_plan
 from bidsbatch.specs import InputFile, Manifest, Spec
 from bidsbatch.synth import make_dataset
@@ -36,8 +37,6 @@ from bidsbatch.worker import (
     attempt_number,
     check_free_disk,
     executor_job_id,
-    failed_key,
-    failed_log_key,
     run_worker,
 )
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import BidsbatchError, UsageError
+from .locations import atomic_write
 
 ENVIRONMENTS_FILE = "environments.json"
 _FORMAT_VERSION = 1
@@ -220,16 +220,7 @@ def _write(doc: dict[str, Any]) -> Path:
     doc["version"] = _FORMAT_VERSION
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write a temporary file and rename it: a crash never leaves half a file.
-        fd, tmp = tempfile.mkstemp(prefix=".environments.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, text)  # a crash never leaves half a file
     except OSError as exc:
         raise BidsbatchError(
             f"cannot write {path}: {exc.strerror}",

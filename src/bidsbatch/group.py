@@ -12,16 +12,15 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 
 from . import __version__
 from .errors import BidsbatchError, TransientStorageError
 from .locations import LocalLocation, Location, open_location
 from .markers import STATE_PREFIX
-from .pipelines import fill_runtime, render_template
+from .pipelines import CREDENTIAL_VARIABLES, fill_runtime, render_template
 from .specs import RunInfo, canonical_json
-from .transfer import download_many, upload_tree
+from .transfer import Collected, collect_files, download_many, upload_tree
 from .worker import (
     EX_TEMPFAIL,
     Scratch,
@@ -67,9 +66,7 @@ def run_group_step(run_uri: str, *, scratch: Path | None = None, keep_scratch: b
         argv = fill_runtime(render_template(group["command"], {}), bids_dir=str(bids_dir),
                             output_dir=str(out_dir), work_dir=str(work.work))
         resources = group.get("resources") or info.pipeline["resources"]
-        env = {k: v for k, v in os.environ.items()
-               if k.upper() not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                    "AWS_SESSION_TOKEN")}
+        env = {k: v for k, v in os.environ.items() if k.upper() not in CREDENTIAL_VARIABLES}
         env.update(info.pipeline.get("env") or {})
         env.update({"TMPDIR": str(work.tmp), "BIDSBATCH_RUN_ID": info.run_id})
         result = run_app(argv, env=env, cwd=work.work,
@@ -78,7 +75,7 @@ def run_group_step(run_uri: str, *, scratch: Path | None = None, keep_scratch: b
             log.error(f"group step failed: {result.reason}")
             return result.exit_code
         if not isinstance(output, LocalLocation):
-            changed = _changed_since(out_dir, before, started_wall=time.time())
+            changed = _changed_since(out_dir, before)
             log.info(f"stage-out: {len(changed.files)} file(s) written by the group step")
             upload_tree(out_dir, output, excludes=[], collected=changed)
         output.write_text(group_record_key(info.run_id), canonical_json({
@@ -123,10 +120,8 @@ def _output_dir(output: Location, work: Scratch,
     return work.out, before
 
 
-def _changed_since(out_dir: Path, before: dict[str, tuple[int, float]], *, started_wall: float):  # type: ignore[no-untyped-def]
+def _changed_since(out_dir: Path, before: dict[str, tuple[int, float]]) -> Collected:
     """The files the step added or changed (size or mtime differ from what was staged in)."""
-    from .transfer import collect_files
-
     collected = collect_files(out_dir)
     keep = []
     for f in collected.files:

@@ -236,13 +236,8 @@ class LocalLocation(Location):
             raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
+            atomic_write(self._path(key), data)
         except OSError as exc:
             raise StorageError(f"cannot write {self.describe(key)}: {exc.strerror}") from None
 
@@ -288,6 +283,22 @@ class LocalLocation(Location):
         if progress:
             progress(size)
         return ObjectInfo(key, size)
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``path`` through a temporary file of its own and a rename.
+
+    Readers see the old or the new content, never half a file, and several
+    writers of the same path at once do not trip over each other's temporary
+    file. Raises OSError.
+    """
+    tmp = _unique_part(path)
+    try:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
 
 
 def _unique_part(dest: Path) -> Path:

@@ -19,6 +19,7 @@ from .specs import Spec, canonical_json
 
 STATE_PREFIX = ".bidsbatch"
 DONE_PREFIX = f"{STATE_PREFIX}/done/"
+FAILED_PREFIX = f"{STATE_PREFIX}/failed/"
 
 
 def marker_key(scan_id: str) -> str:
@@ -28,6 +29,16 @@ def marker_key(scan_id: str) -> str:
 def worker_log_key(scan_id: str) -> str:
     """The worker's own log, kept next to the marker."""
     return f"{DONE_PREFIX}{scan_id}.log"
+
+
+def failed_key(scan_id: str) -> str:
+    """The failure record of a scan's last failed attempt."""
+    return f"{FAILED_PREFIX}{scan_id}.json"
+
+
+def failed_log_key(scan_id: str) -> str:
+    """The worker log of a scan's last failed attempt."""
+    return f"{FAILED_PREFIX}{scan_id}.log"
 
 
 @dataclass(frozen=True)

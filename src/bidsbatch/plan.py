@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
 from .bids import Dataset, Scan, crawl
 from .errors import UsageError
-from .locations import S3Options, open_location
+from .locations import S3Options, atomic_write, open_location
 from .pipelines import Pipeline, check_no_credentials, load_pipeline
 from .runs import RunDir, mark_latest, runs_root
 from .selection import Selection
@@ -62,9 +61,7 @@ class Plan:
 def _write_if_changed(path: Path, text: str) -> None:
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def make_plan(

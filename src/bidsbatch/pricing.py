@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from .cost import (
 )
 from .errors import BidsbatchError, UsageError
 from .ledger import AttemptRecord, Ledger
+from .locations import atomic_write
 from .pipelines import Resources
 from .runs import RunDir
 from .specs import RunInfo
@@ -362,11 +362,7 @@ def save_user_prices(doc: dict[str, Any]) -> Path:
     for key in ("format", "currency", "source", "retrieved"):
         if key in doc:
             current[key] = doc[key]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part",
-                                     encoding="utf-8") as tmp:
-        tmp.write(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp.name, path)
+    atomic_write(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -38,10 +38,6 @@ RATE_WINDOW_SECONDS = 300.0
 BAR_WIDTH = 32
 
 
-def _fmt_seconds(s: float | None) -> str:
-    return duration(s)
-
-
 @lru_cache(maxsize=65536)
 def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
@@ -174,11 +170,11 @@ class LiveProgress:
         line = Text(f"{self.title}  ")
         line.append_text(state_bar(snap.counts))
         pct = f" {finished / todo:.0%}" if todo else ""
-        line.append(f" {finished}/{todo}{pct}  {_fmt_seconds(snap.elapsed)}")
+        line.append(f" {finished}/{todo}{pct}  {duration(snap.elapsed)}")
         if rate:
             line.append(f"  {rate:.1f} scans/min")
         if eta:
-            line.append(f"  ETA {_fmt_seconds(eta)}")
+            line.append(f"  ETA {duration(eta)}")
         return line
 
     def render(self, snap: Snapshot) -> Group:
@@ -194,7 +190,7 @@ class LiveProgress:
         durations = [(r.duration_seconds, r.scan_id) for r in snap.records
                      if r.state == "succeeded" and r.duration_seconds is not None]
         text = Text("finished in " if not snap.busy else "watched for ", style="bold")
-        text.append(_fmt_seconds(snap.elapsed), style="bold")
+        text.append(duration(snap.elapsed), style="bold")
         parts = [f"{c[s]} {s}" for s in ("succeeded", "failed", "cancelled", "skipped")
                  if c.get(s)]
         text.append(": " + ", ".join(parts) if parts else "")
@@ -204,8 +200,8 @@ class LiveProgress:
         if durations:
             median = statistics.median(d for d, _s in durations)
             slowest = max(durations)
-            text.append(f" · median scan {_fmt_seconds(median)}, slowest "
-                        f"{slowest[1]} {_fmt_seconds(slowest[0])}")
+            text.append(f" · median scan {duration(median)}, slowest "
+                        f"{slowest[1]} {duration(slowest[0])}")
         if c.get("failed"):
             text.append(" · ")
             text.append(f"{c['failed']} failed: bidsbatch retry", style="red")
@@ -230,7 +226,7 @@ def status_table(records: list[ScanRecord], *, title: str, max_rows: int = 200,
             rec.scan_id,
             Text(rec.state, style=STATE_STYLE.get(rec.state, "")),
             str(rec.attempts or ""),
-            _fmt_seconds(rec.duration_seconds),
+            duration(rec.duration_seconds),
             "" if rec.exit_code is None else str(rec.exit_code),
         ]
         if extra:

@@ -43,6 +43,7 @@ from .cost import (
     duration,
 )
 from .ledger import STATES, Ledger, ScanRecord
+from .locations import atomic_write
 from .pricing import PriceTable, job_resources, load_prices, run_cost_for
 from .report_assets import CSS, JS
 from .runs import RunDir
@@ -104,10 +105,7 @@ def write_report(run: RunDir, output: Path | None = None, *,
     out = (output or run.path / REPORT_FILE).expanduser().absolute()
     data = collect(run, table=table)
     text = render(data, out_dir=out.parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write(out, text)
     return out
 
 

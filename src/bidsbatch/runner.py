@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import UsageError
 from .executors import Executor, make_executor
-from .ledger import ACTIVE, FAILED, PLANNED, SKIPPED, SUBMITTED, Ledger, ScanRecord
+from .ledger import ACTIVE, FAILED, SKIPPED, SUBMITTED, Ledger, ScanRecord
 from .locations import open_location
 from .markers import done_scans
 from .plan import Plan
@@ -177,6 +177,3 @@ def wait(
             if max_interval:
                 delay = min(max_interval, delay * 1.5)
 
-
-def pending_states() -> tuple[str, ...]:
-    return (PLANNED, *ACTIVE)

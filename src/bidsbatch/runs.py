@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RunNotFoundError
+from .locations import atomic_write
 from .specs import RunInfo, Spec
 
 
@@ -82,9 +83,7 @@ class RunDir:
 def mark_latest(run: RunDir) -> None:
     home = bidsbatch_home()
     home.mkdir(parents=True, exist_ok=True)
-    tmp = home / ".latest.part"
-    tmp.write_text(str(run.path.resolve()) + "\n")
-    os.replace(tmp, home / "latest")
+    atomic_write(home / "latest", str(run.path.resolve()) + "\n")
 
 
 def find_run(ref: str | None) -> RunDir:

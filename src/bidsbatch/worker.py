@@ -51,9 +51,10 @@ from .errors import (
 )
 from .locations import Location, open_location, safe_key
 from .markers import (
-    STATE_PREFIX,
     Marker,
     OutputFile,
+    failed_key,
+    failed_log_key,
     is_done,
     marker_key,
     read_marker,
@@ -81,8 +82,6 @@ EX_TIMEOUT = 124  # the app ran past its timeout (as timeout(1) reports it)
 EX_CANNOT_EXECUTE = 126  # the app exists but cannot be executed (as a shell reports it)
 EX_NOT_FOUND = 127  # the app is not on PATH (as a shell reports it)
 
-FAILED_PREFIX = f"{STATE_PREFIX}/failed/"
-
 #: Free disk wanted beyond the inputs before stage-in: 10 % of them plus 100 MiB.
 DISK_MARGIN_RATIO = 0.10
 DISK_MARGIN_BYTES = 100 * MiB
@@ -97,16 +96,6 @@ THREAD_VARIABLES = (
 )
 
 Clock = Callable[[], datetime]
-
-
-def failed_key(scan_id: str) -> str:
-    """The failure record of a scan's last failed attempt."""
-    return f"{FAILED_PREFIX}{scan_id}.json"
-
-
-def failed_log_key(scan_id: str) -> str:
-    """The worker log of a scan's last failed attempt."""
-    return f"{FAILED_PREFIX}{scan_id}.log"
 
 
 def utcnow() -> datetime:

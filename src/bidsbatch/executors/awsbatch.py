@@ -29,11 +29,10 @@ from typing import Any, ClassVar
 from ..errors import BidsbatchError, UsageError
 from ..ledger import ACTIVE, CANCELLED, PLANNED, Ledger
 from ..locations import Location, open_location
-from ..markers import done_scans, worker_log_key
+from ..markers import done_scans, failed_log_key, worker_log_key
 from ..pipelines import check_no_credentials
 from ..runs import RunDir
 from ..specs import RunInfo, Spec
-from ..worker import failed_log_key
 from .awsbatch_api import BatchApi
 from .awsbatch_logs import BatchLogs
 from .awsbatch_poll import ORPHAN_REASON, fetch_details, poll
