@@ -130,23 +130,36 @@ def plan_command(
     requester_pays: RequesterPaysOpt = False,
     no_sign_request: NoSignOpt = False,
     run_dir: RunDirOpt = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="List, per scan, why it will run (new, inputs changed, ...).")]
+    = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Plan as run --force would: done scans run again.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Crawl DATASET and write one JSON spec per scan into a run directory (a dry run)."""
+    from .plan_reasons import reasons_or_none, render_reasons
+
     plan, run = plan_from_options(
         dataset=dataset, output=output, pipeline=pipeline,
         participant_label=participant_label, session_label=session_label,
         exclude_participant=exclude_participant, labels_file=labels_file,
         requester_pays=requester_pays, no_sign_request=no_sign_request, run_dir=run_dir,
     )
+    reasons = reasons_or_none(plan, force=force)
     if as_json:
         print_json(json.dumps({
             "run_id": plan.run_id,
             "run_dir": str(run.path),
             "run": json.loads(plan.info.to_json()),
             "specs": [s.to_dict() for s in plan.specs],
+            "will_run": None if reasons is None else {
+                r.scan_id: {"why": r.why.value, "files": list(r.files)}
+                for r in reasons if r.runs},
         }, indent=2, sort_keys=True))
     render_plan(plan, run)
+    if reasons is not None:
+        render_reasons(reasons, explain=explain)
 
 
 def plan_from_options(
@@ -211,6 +224,14 @@ def render_plan(plan, run, *, max_rows: int = 40) -> None:  # type: ignore[no-un
     if len(plan.specs) > max_rows:
         table.add_row(f"… {len(plan.specs) - max_rows} more", "", "")
     err_console.print(table)
+    if plan.info.left_out:
+        left = Table("scan", "why", title=f"left out: {len(plan.info.left_out)} scan(s) "
+                     f"pipeline {plan.pipeline.name} cannot process", title_justify="left")
+        for sid, why in list(plan.info.left_out.items())[:max_rows or 20]:
+            left.add_row(sid, why)
+        if len(plan.info.left_out) > (max_rows or 20):
+            left.add_row(f"… {len(plan.info.left_out) - (max_rows or 20)} more", "")
+        err_console.print(left)
     total = sum(s.input_bytes for s in plan.specs)
     ds = plan.dataset
     n_parts = len({s.participant for s in plan.specs})
