@@ -11,10 +11,6 @@ from bidsbatch.pipelines import load_pipeline
 from bidsbatch.synth import make_dataset
 
 
-def _preset(name: str) -> str:
-    return (Path(__import__("bidsbatch").__file__).parent / f"presets/{name}.toml").read_text()
-
-
 def test_presets_say_what_a_scan_produces() -> None:
     for name in ("demo", "fmriprep", "m2g", "mriqc"):
         assert load_pipeline(name).expected_outputs, name
@@ -27,10 +23,13 @@ def test_exit_0_without_the_outputs_fails_with_the_reason(tmp_path: Path) -> Non
     ds = make_dataset(tmp_path / "ds", subjects=1, sessions=("1",), shape=(8, 8, 6),
                       n_volumes=4)
     toml = tmp_path / "demo-expects-preproc.toml"
-    text = _preset("demo").replace(
-        "[resources]", '[output]\nexpect = ["sub-{participant}/ses-{session}/anat/'
-        '*_desc-preproc_T1w.nii.gz"]\n\n[resources]', 1)
-    toml.write_text(text)
+    # the demo app, expected to write what fMRIPrep writes: it exits 0 without it
+    toml.write_text(
+        'name = "demo-expects-preproc"\nimage = "bidsbatch/demo:0.1.0"\n'
+        'command = ["bidsbatch-demo-app", "{bids_dir}", "{output_dir}", "participant",'
+        ' "--participant_label", "{participant}", ["--session_label", "{session}"]]\n'
+        '[output]\nexpect = ["sub-{participant}/ses-{session}/anat/'
+        '*_desc-preproc_T1w.nii.gz"]\n')
     out, run_dir = tmp_path / "out", tmp_path / "run"
     res = run_cli("run", str(ds), str(out), "--pipeline", str(toml), "--run-dir", str(run_dir),
                   "--json")

@@ -7,6 +7,7 @@ run`` to one CPU with ``taskset``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -93,10 +94,11 @@ def test_a_process_cgroup_outside_the_mount_falls_back_to_the_root(tmp_path: Pat
 
 
 def test_taskset_one_cpu_gives_one_slot(tmp_path: Path) -> None:
+    """Pinned to one CPU, the executor runs one scan at a time: no two attempts overlap."""
     taskset = shutil.which("taskset")
     if taskset is None:
         pytest.skip("taskset (util-linux) is not installed")
-    ds = make_dataset(tmp_path / "ds", subjects=2, sessions=None, shape=(8, 8, 6),
+    ds = make_dataset(tmp_path / "ds", subjects=3, sessions=None, shape=(8, 8, 6),
                       n_volumes=4)
     run_dir = tmp_path / "run"
     proc = subprocess.run(
@@ -105,6 +107,9 @@ def test_taskset_one_cpu_gives_one_slot(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["counts"]["succeeded"] == 2
+    assert json.loads(proc.stdout)["counts"]["succeeded"] == 3
     with Ledger.open(RunDir(run_dir).ledger_path) as ledger:
-        assert ledger.get_meta("local_slots") == 1
+        spans = sorted((a.started_at, a.finished_at) for a in ledger.attempts())
+    assert len(spans) == 3 and all(start and end for start, end in spans)
+    for (_s1, end1), (start2, _e2) in itertools.pairwise(spans):
+        assert start2 >= end1, f"two scans ran at once under taskset -c 0: {spans}"

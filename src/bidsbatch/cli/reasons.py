@@ -7,11 +7,11 @@ from collections import Counter
 from rich.markup import escape
 from rich.table import Table
 
-from .console import err_console
-from .errors import BidsbatchError
-from .locations import open_location
-from .plan import Plan
-from .reasons import Reason, Why, explain
+from ..console import err_console
+from ..errors import BidsbatchError
+from ..locations import open_location
+from ..plan import Plan
+from ..reasons import Reason, Why, explain
 
 
 def reasons_or_none(plan: Plan, *, force: bool) -> list[Reason] | None:
