@@ -101,7 +101,9 @@ LAYOUTS = [
          "sub-01/ses-1/extra/notes.txt", "stimuli/a.png"),
         {"sub-01_ses-1": ("dwi.bval", "dwi.bvec", "T1w.json",
                           "sub-01/ses-1/dwi/sub-01_ses-1_dwi.nii.gz",
-                          "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"),
+                          "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz",
+                          # .bidsignore'd, and an input all the same (issue 12)
+                          "sub-01/ses-1/extra/notes.txt"),
          "sub-01_ses-2": ("task-rest_bold.json", "sub-01/sub-01_task-rest_bold.json",
                           "sub-01/ses-2/func/sub-01_ses-2_task-rest_bold.nii.gz")},
         dataset_files=("dataset_description.json", "README", "CHANGES", "participants.tsv",

@@ -92,7 +92,9 @@ def make_specs(dataset: str, output: str, app: Path, *, env: dict[str, str] | No
     plan = make_plan(dataset, output, pipeline="demo")
     return [replace(s, argv=[sys.executable, str(app), "{bids_dir}", "{output_dir}",
                              "participant", "--participant_label", s.participant],
-                    env=dict(env or {}), output_excludes=["tmp_d/**"])
+                    env=dict(env or {}), output_excludes=["tmp_d/**"],
+                    # what the test app writes (the demo's expectations are the demo's)
+                    expected_outputs=[[f"sub-{s.participant}/**"]])
             for s in plan.specs]
 
 

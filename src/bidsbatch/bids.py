@@ -14,12 +14,13 @@ listing per subject, not one per key prefix.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import pathspec
 
 from .bidsnames import BidsName, is_valid_label, name_validator, parse_name
 from .errors import DatasetError, StorageError
@@ -112,7 +113,7 @@ class _Crawler:
         self.warnings: list[str] = []
         self.invalid: list[str] = []
         self.refused: list[tuple[str, str]] = []
-        self.ignore: list[str] = []
+        self.ignore: pathspec.PathSpec | None = None
         self.n_files = 0
         self.check_names = True
 
@@ -135,7 +136,7 @@ class _Crawler:
         # data; a derivative dataset's names are not checked rather than misreported.
         self.check_names = description.get("DatasetType", "raw") != "derivative"
         if any(o.key == ".bidsignore" for o in root.objects):
-            self.ignore = _parse_bidsignore(self.loc.read_text(".bidsignore"))
+            self.ignore = bidsignore_spec(self.loc.read_text(".bidsignore"))
 
         dataset_files: list[ObjectInfo] = []
         root_sidecars: list[tuple[ObjectInfo, BidsName]] = []
@@ -152,7 +153,9 @@ class _Crawler:
         subjects: list[str] = []
         for prefix in root.prefixes:
             folder = prefix.rstrip("/")
-            if folder.startswith(".") or folder in EXCLUDED_TOP_DIRS or self._ignored(prefix):
+            # .bidsignore says what the validator skips, not what an app does not need:
+            # a subject folder it names is still a subject.
+            if folder.startswith(".") or folder in EXCLUDED_TOP_DIRS:
                 continue
             if hostile_reason(folder):
                 self.refused.append((prefix, hostile_reason(folder) or ""))
@@ -289,7 +292,13 @@ class _Crawler:
     # -- filters
 
     def _admit(self, key: str) -> bool:
-        """Count, refuse hostile keys, drop folder markers, dotfiles and .bidsignore'd."""
+        """Count, refuse hostile keys, drop folder markers and dotfiles.
+
+        ``.bidsignore``'d files are admitted: the validator skips them, but they are
+        inputs all the same (fMRIPrep derivatives' transforms and confounds, the
+        FLASH images of ds000117). Hidden files are no BIDS data (``.DS_Store``,
+        ``._*`` resource forks, ``.git``).
+        """
         if key.endswith("/"):
             return False  # a zero-byte "folder" object some S3 tools make
         self.n_files += 1
@@ -299,17 +308,15 @@ class _Crawler:
             return False
         if key == ".bidsignore":
             return True
-        if any(p.startswith(".") for p in key.split("/")):
-            return False
-        return not self._ignored(key)
+        return not any(p.startswith(".") for p in key.split("/"))
 
     def _ignored(self, path: str) -> bool:
-        return bool(self.ignore) and _matches_bidsignore(path, self.ignore)
+        return self.ignore is not None and self.ignore.match_file(path)
 
     def _check_name(self, key: str, *, subject: str | None = None,
                     session: str | None = None) -> None:
-        if key == ".bidsignore" or not self.check_names:
-            return
+        if key == ".bidsignore" or not self.check_names or self._ignored(key):
+            return  # the validator does not check what .bidsignore names: neither do we
         if not self.validator.is_valid(key, subject=subject, session=session):
             self.invalid.append(key)
 
@@ -324,32 +331,9 @@ def _applies(sidecar: BidsName, names: list[BidsName]) -> bool:
     return any(sidecar.applies_to(n) for n in names)
 
 
-def _parse_bidsignore(text: str) -> list[str]:
-    patterns = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            patterns.append(line)
-    return patterns
-
-
-def _matches_bidsignore(path: str, patterns: list[str]) -> bool:
-    """gitignore-style matching, as the BIDS validator reads ``.bidsignore``."""
-    parts = path.rstrip("/").split("/")
-    for raw in patterns:
-        pat = raw.rstrip("/")
-        anchored = pat.startswith("/") or "/" in pat
-        pat = pat.lstrip("/")
-        if pat.startswith("**/"):
-            pat, anchored = pat[3:], False
-        if anchored:
-            # The pattern names a path from the root: match it or any of its parents.
-            for i in range(1, len(parts) + 1):
-                if fnmatch.fnmatchcase("/".join(parts[:i]), pat):
-                    return True
-        elif any(fnmatch.fnmatchcase(p, pat) for p in parts):
-            return True
-    return False
+def bidsignore_spec(text: str) -> pathspec.PathSpec:
+    """``.bidsignore`` as the validator reads it: gitignore rules (``!``, anchoring, ``**``)."""
+    return pathspec.GitIgnoreSpec.from_lines(text.splitlines())
 
 
 def scan_id(participant: str, session: str | None) -> str:

@@ -83,3 +83,7 @@ class CredentialsInJobError(UsageError):
 
 class RunNotFoundError(UsageError):
     """The run named by the user does not exist."""
+
+
+class MissingOutputsError(BidsbatchError):
+    """The app exited 0 but did not write what the pipeline says a scan produces."""

@@ -54,6 +54,8 @@ class Marker:
     executor_job_id: str | None = None
     host: str | None = None
     bidsbatch_version: str | None = None
+    #: The spec's fingerprint: what was done, so a later plan can say what changed.
+    fingerprint: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return canonical_json(asdict(self))

@@ -92,6 +92,12 @@ class Pipeline:
     attempts: int = 3
     env: dict[str, str] = field(default_factory=dict)
     output_excludes: tuple[str, ...] = ()
+    #: What a scan must produce: every entry is a tuple of globs, one of which must match.
+    expected_outputs: tuple[tuple[str, ...], ...] = ()
+    #: What a scan must contain to be planned: any of "datatype" or "datatype/suffix".
+    required_inputs: tuple[str, ...] = ()
+    #: Inputs the app does not need (globs over dataset keys).
+    input_excludes: tuple[str, ...] = ()
     group: GroupStep | None = None
     source: str = ""
 
@@ -125,6 +131,9 @@ class Pipeline:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["output_excludes"] = list(self.output_excludes)
+        data["expected_outputs"] = [list(e) for e in self.expected_outputs]
+        data["required_inputs"] = list(self.required_inputs)
+        data["input_excludes"] = list(self.input_excludes)
         data.pop("source")
         return data
 
@@ -188,7 +197,12 @@ def _fields(item: str) -> list[str]:
 
 
 _TOP_KEYS = {"name", "description", "image", "command", "resources", "retry", "env", "output",
-             "group"}
+             "inputs", "group"}
+#: The BIDS datatypes (folders of a scan) a pipeline can require.
+DATATYPES = {"anat", "func", "dwi", "fmap", "perf", "eeg", "meg", "ieeg", "beh", "pet", "micr",
+             "nirs", "motion", "mrs"}
+#: The placeholders an expected-output glob may use.
+OUTPUT_PLACEHOLDERS = {"participant", "session"}
 _RESOURCE_KEYS = {"vcpus", "memory_mib", "gpus", "disk_gib", "timeout_minutes"}
 
 
@@ -228,11 +242,13 @@ def _parse(data: dict[str, Any], source: str) -> Pipeline:
     check_no_credentials(env, where=source)
 
     output = data.get("output", {})
-    if not isinstance(output, dict) or set(output) - {"exclude"}:
-        raise fail("[output] takes only 'exclude' (a list of glob patterns)")
+    if not isinstance(output, dict) or set(output) - {"exclude", "expect"}:
+        raise fail("[output] takes only 'exclude' and 'expect' (lists of glob patterns)")
     excludes = output.get("exclude", [])
     if not isinstance(excludes, list) or not all(isinstance(x, str) for x in excludes):
         raise fail("output.exclude must be a list of glob patterns")
+    expected = _parse_expected(output.get("expect", []), fail)
+    required, input_excludes = _parse_inputs(data.get("inputs", {}), fail)
 
     group = None
     if "group" in data:
@@ -256,9 +272,54 @@ def _parse(data: dict[str, Any], source: str) -> Pipeline:
         attempts=attempts,
         env=dict(env),
         output_excludes=tuple(excludes),
+        expected_outputs=expected,
+        required_inputs=required,
+        input_excludes=input_excludes,
         group=group,
         source=source,
     )
+
+
+def _parse_expected(value: Any, fail: Any) -> tuple[tuple[str, ...], ...]:
+    """``expect``: globs relative to the output; a nested list is a set of alternatives."""
+    if not isinstance(value, list):
+        raise fail("output.expect must be a list of glob patterns (a nested list: any one of)")
+    out: list[tuple[str, ...]] = []
+    for item in value:
+        alternatives = item if isinstance(item, list) else [item]
+        if not alternatives or not all(isinstance(a, str) and a.strip() for a in alternatives):
+            raise fail(f"output.expect: {item!r} is not a glob pattern or a list of them")
+        for glob in alternatives:
+            if glob.startswith("/") or ".." in glob.split("/"):
+                raise fail(f"output.expect: {glob!r} must be relative to the output folder")
+            try:
+                names = _fields(glob)
+            except ValueError as exc:
+                raise fail(f"output.expect: bad braces in {glob!r}: {exc}") from None
+            unknown = [n for n in names if n not in OUTPUT_PLACEHOLDERS]
+            if unknown:
+                raise fail(f"output.expect: unknown placeholder {{{unknown[0]}}} in {glob!r} "
+                           "(known: {participant}, {session})")
+        out.append(tuple(alternatives))
+    return tuple(out)
+
+
+def _parse_inputs(value: Any, fail: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``[inputs]``: ``require`` (any of DATATYPE or DATATYPE/SUFFIX) and ``exclude`` (globs)."""
+    if not isinstance(value, dict) or set(value) - {"require", "exclude"}:
+        raise fail("[inputs] takes only 'require' and 'exclude'")
+    require = value.get("require", [])
+    if not isinstance(require, list) or not all(isinstance(r, str) for r in require):
+        raise fail("inputs.require must be a list such as [\"anat/T1w\", \"anat/T2w\"]")
+    for item in require:
+        datatype, _slash, suffix = item.partition("/")
+        if datatype not in DATATYPES or (_slash and not suffix.isalnum()):
+            raise fail(f"inputs.require: {item!r} is not DATATYPE or DATATYPE/SUFFIX "
+                       f"(datatypes: {', '.join(sorted(DATATYPES))})")
+    exclude = value.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+        raise fail("inputs.exclude must be a list of glob patterns")
+    return tuple(require), tuple(exclude)
 
 
 def _flatten(template: Template) -> list[str]:

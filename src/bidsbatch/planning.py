@@ -7,9 +7,11 @@ from pathlib import Path
 
 from . import __version__
 from .bids import Dataset, Scan, crawl
-from .errors import UsageError
+from .errors import DatasetError, UsageError
+from .fingerprint import ParticipantsTable, config_hash, fingerprint
 from .pipelines import Pipeline, check_no_credentials, load_pipeline
 from .runs import RunDir, mark_latest, runs_root
+from .scan_inputs import missing_required, without_excluded
 from .selection import Selection
 from .specs import InputFile, RunInfo, Spec, sha256_of
 from .storage import S3Options, atomic_write, open_location
@@ -91,7 +93,24 @@ def make_plan(
                 hint="write outputs elsewhere, or under the dataset's derivatives/ folder",
             )
     scans = selection.apply(dataset.scans)
-    specs_wo_run = [_spec(scan, dataset, out_uri, pipeline, s3) for scan in scans]
+    left_out = {}
+    runnable = []
+    for scan in scans:
+        why = missing_required(scan.folder, scan.files, pipeline.required_inputs)
+        if why is None:
+            runnable.append(scan)
+        else:
+            left_out[scan.id] = why
+    if scans and not runnable:
+        raise DatasetError(
+            f"pipeline {pipeline.name} can process none of the {len(scans)} scan(s) of "
+            f"{ds_uri}: {next(iter(left_out.values()))} in any of them",
+            hint=f"it needs {' or '.join(pipeline.required_inputs)} data "
+            "([inputs] require of the pipeline)",
+        )
+    participants = _participants(dataset, s3)
+    specs_wo_run = [_spec(scan, dataset, out_uri, pipeline, s3, participants)
+                    for scan in runnable]
     run_id = _run_id(pipeline, ds_uri, out_uri, selection, s3, specs_wo_run)
     specs = [_with_run_id(s, run_id) for s in specs_wo_run]
     info = RunInfo(
@@ -107,20 +126,35 @@ def make_plan(
         requester_pays=s3.requester_pays,
         no_sign_request=s3.no_sign_request,
         warnings=list(dataset.warnings),
+        left_out=left_out,
     )
     return Plan(info=info, specs=specs, dataset=dataset, pipeline=pipeline)
 
 
+def _participants(dataset: Dataset, s3: S3Options) -> ParticipantsTable | None:
+    """``participants.tsv``, read once: each scan's hash covers its own row."""
+    if not any(f.key == "participants.tsv" for f in dataset.dataset_files):
+        return None
+    try:
+        text = open_location(dataset.uri, s3=s3).read_text("participants.tsv")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{dataset.uri}: participants.tsv is not UTF-8 text ({exc})",
+                           hint="save it as UTF-8 (see the BIDS spec)") from None
+    return ParticipantsTable.parse(text)
+
+
 def _spec(scan: Scan, dataset: Dataset, output: str, pipeline: Pipeline,
-          s3: S3Options) -> Spec:
+          s3: S3Options, participants: ParticipantsTable | None) -> Spec:
     argv = pipeline.argv_for(participant=scan.participant, session=scan.session,
                              scan_id=scan.id)
-    inputs = [InputFile.from_object(f) for f in scan.files]
-    config_hash = sha256_of({
-        "pipeline": pipeline.output_hash(),
-        "argv": argv,
-        "inputs": [[f.key, f.size, f.etag] for f in inputs],
-    })
+    inputs = [InputFile.from_object(f)
+              for f in without_excluded(scan.files, pipeline.input_excludes)]
+    entries = fingerprint(
+        pipeline_hash=pipeline.output_hash(), argv=argv, participant=scan.participant,
+        inputs=inputs, description=dataset.description, participants=participants,
+    )
+    expected = [[_fill_output_glob(g, scan) for g in alternatives if _applies(g, scan)]
+                for alternatives in pipeline.expected_outputs]
     r = pipeline.resources
     return Spec(
         run_id="",
@@ -135,12 +169,24 @@ def _spec(scan: Scan, dataset: Dataset, output: str, pipeline: Pipeline,
         inputs=inputs,
         resources=r,
         attempts=pipeline.attempts,
-        config_hash=config_hash,
+        config_hash=config_hash(entries),
         env=dict(sorted(pipeline.env.items())),
         output_excludes=list(pipeline.output_excludes),
+        expected_outputs=[e for e in expected if e],
+        fingerprint=entries,
         requester_pays=s3.requester_pays,
         no_sign_request=s3.no_sign_request,
     )
+
+
+def _applies(glob: str, scan: Scan) -> bool:
+    """A glob naming ``{session}`` says nothing about a sessionless scan."""
+    return scan.session is not None or "{session}" not in glob
+
+
+def _fill_output_glob(glob: str, scan: Scan) -> str:
+    return glob.replace("{participant}", scan.participant).replace("{session}",
+                                                                     scan.session or "")
 
 
 def _with_run_id(spec: Spec, run_id: str) -> Spec:
@@ -158,7 +204,11 @@ def _run_id(pipeline: Pipeline, dataset: str, output: str, selection: Selection,
         "output": output,
         "selection": selection.to_dict(),
         "s3": [s3.requester_pays, s3.no_sign_request],
-        "scans": [[s.scan_id, s.config_hash] for s in specs],
+        # Every input, descriptive ones too: a plan whose specs differ is another run
+        # (the scans' own config hashes, and so their markers, need not change).
+        "scans": [[s.scan_id, s.config_hash, sha256_of([[f.key, f.size, f.etag]
+                                                         for f in s.inputs])]
+                  for s in specs],
     })
     safe_name = "".join(c if c.isalnum() or c in "-_" else "-" for c in pipeline.name)
     return f"{safe_name}-{digest[:10]}"

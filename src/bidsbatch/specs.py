@@ -88,6 +88,10 @@ class Spec(_Places):
     config_hash: str
     env: dict[str, str] = field(default_factory=dict)
     output_excludes: list[str] = field(default_factory=list)
+    #: What a successful scan must have written: one glob of each entry must match.
+    expected_outputs: list[list[str]] = field(default_factory=list)
+    #: What the config hash covers, entry by entry (see fingerprint.py).
+    fingerprint: dict[str, str] = field(default_factory=dict)
     requester_pays: bool = False
     no_sign_request: bool = False
     spec_version: int = SPEC_VERSION
@@ -148,6 +152,8 @@ class RunInfo(_Places):
     requester_pays: bool = False
     no_sign_request: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: Scans the pipeline cannot process (scan id -> why), planned for no job.
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.pipeline, Pipeline):  # read from run.json (or given as one)

@@ -55,6 +55,7 @@ from .errors import (
     TransientStorageError,
     UsageError,
 )
+from .expected_outputs import check_expected
 from .markers import (
     STATE_PREFIX,
     Marker,
@@ -632,6 +633,13 @@ def run_worker(
             _record_failure(out_loc, job.failure(result.exit_code, reason), log=log)
             return result.exit_code
 
+        if spec.expected_outputs:
+            # Exit 0 without the outputs is no done scan: fail before the marker can vouch.
+            written = collect_files(scratch.out, excludes=spec.output_excludes).files
+            check_expected((f.key for f in written), spec.expected_outputs)
+            log.info(f"app: wrote what the pipeline expects ({len(spec.expected_outputs)} "
+                     "pattern(s) matched)")
+
         job.stage = "stage-out"
         if previous is not None:
             # Its outputs are about to be overwritten: it must not vouch for them.
@@ -644,7 +652,7 @@ def run_worker(
             run_id=spec.run_id, scan_id=spec.scan_id, config_hash=spec.config_hash,
             attempt=options.attempt, started_at=iso(job.started), finished_at=iso(clock()),
             exit_code=0, outputs=outputs, executor_job_id=options.job_id, host=job.host,
-            bidsbatch_version=__version__,
+            bidsbatch_version=__version__, fingerprint=dict(spec.fingerprint),
         )
         commit(out_loc, marker, log=log)
         log.info(f"done: {spec.scan_id}")

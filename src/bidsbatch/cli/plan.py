@@ -90,19 +90,32 @@ def plan_command(
     planning: Planning,
     pipeline: PipelineOpt = "demo",
     run_dir: RunDirOpt = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="List, per scan, why it will run (new, inputs changed, ...).")]
+    = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Plan as run --force would: done scans run again.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Crawl DATASET and write one JSON spec per scan into a run directory (a dry run)."""
+    from .reasons import reasons_or_none, render_reasons
+
     plan, run = plan_from_options(dataset=dataset, output=output, pipeline=pipeline,
                                   planning=planning, run_dir=run_dir)
+    reasons = reasons_or_none(plan, force=force)
     if as_json:
         print_json(json.dumps({
             "run_id": plan.run_id,
             "run_dir": str(run.path),
             "run": json.loads(plan.info.to_json()),
             "specs": [s.to_dict() for s in plan.specs],
+            "will_run": None if reasons is None else {
+                r.scan_id: {"why": r.why.value, "files": list(r.files)}
+                for r in reasons if r.runs},
         }, indent=2, sort_keys=True))
     render_plan(plan, run)
+    if reasons is not None:
+        render_reasons(reasons, explain=explain)
 
 
 def plan_from_options(

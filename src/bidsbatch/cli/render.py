@@ -55,6 +55,15 @@ def render_plan(plan: Plan, run: RunDir, *, max_rows: int = 40) -> None:
     if len(plan.specs) > max_rows:
         table.add_row(f"… {len(plan.specs) - max_rows} more", "", "")
     err_console.print(table)
+    if plan.info.left_out:
+        rows = max_rows or 20
+        left = Table("scan", "why", title=f"left out: {len(plan.info.left_out)} scan(s) "
+                     f"pipeline {plan.pipeline.name} cannot process", title_justify="left")
+        for sid, why in list(plan.info.left_out.items())[:rows]:
+            left.add_row(sid, why)
+        if len(plan.info.left_out) > rows:
+            left.add_row(f"… {len(plan.info.left_out) - rows} more", "")
+        err_console.print(left)
     total = sum(s.input_bytes for s in plan.specs)
     ds = plan.dataset
     n_parts = len({s.participant for s in plan.specs})

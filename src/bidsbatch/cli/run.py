@@ -57,6 +57,11 @@ def run_command(
                                   planning=planning, run_dir=run_dir)
     if not as_json:
         render_plan(plan, run, max_rows=0 if len(plan.specs) > 20 else 20)
+    elif plan.info.left_out:  # stdout is for the machine; the user still learns what is left out
+        left = [f"{sid} ({why})" for sid, why in plan.info.left_out.items()]
+        err_console.print(f"left out {len(left)} scan(s) pipeline {plan.pipeline.name} cannot "
+                          f"process: {escape(', '.join(left[:10]))}"
+                          + (" …" if len(left) > 10 else ""), highlight=False)
     started = runner.start(plan, executor=exe, run_dir=run.path, force=force)
     msg = f"run {plan.run_id}: {len(started.submitted)} scan(s) submitted to {exe.name}"
     if started.skipped:

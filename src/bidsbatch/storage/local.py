@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -135,11 +136,27 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 
 
 def _unique_part(dest: Path) -> Path:
-    """A new, empty temporary file next to ``dest`` (same folder: the rename is atomic)."""
+    """A new, empty temporary file next to ``dest`` (same folder: the rename is atomic).
+
+    Its mode is the one ``dest`` will keep: that of the file it replaces, else
+    0666 minus the umask, as ``open()`` would give. (``mkstemp`` makes 0600
+    files: collaborators on shared storage could not read the results.)
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    return Path(name)
+    while True:
+        name = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
+        try:
+            # 0o666 here and the kernel applies the umask: no process-wide umask dance.
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.fchmod(fd, stat.S_IMODE(os.stat(dest).st_mode))
+    finally:
+        os.close(fd)
+    return name
 
 
 def _discard(tmp: Path | None) -> None:

@@ -3,7 +3,7 @@
 Two calls do the worker's data path:
 
 - :func:`download_many` copies a list of objects (key, size, ETag) into a
-  local folder: every key passes :func:`~bidsbatch.locations.safe_key` before
+  local folder: every key passes :func:`~bidsbatch.storage.safe_key` before
   anything is fetched, each file lands under a temporary name and is renamed
   only once its size (and its MD5, when the ETag is a plain MD5) matched;
 - :func:`upload_tree` copies a local folder to a location, minus excluded
