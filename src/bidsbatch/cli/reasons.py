@@ -9,15 +9,14 @@ from rich.table import Table
 
 from ..console import err_console
 from ..errors import BidsbatchError
-from ..plan import Plan
+from ..planning import Plan
 from ..reasons import Reason, Why, explain
-from ..storage import open_location
 
 
 def reasons_or_none(plan: Plan, *, force: bool) -> list[Reason] | None:
     """Every scan's reason; None (and a warning) when the output's markers cannot be read."""
     try:
-        return explain(open_location(plan.info.output), plan.specs, force=force)
+        return explain(plan.info.open_output(), plan.specs, force=force)
     except BidsbatchError as exc:
         err_console.print(f"[yellow]warning:[/] cannot read the output's completion markers "
                           f"({escape(str(exc))}): which scans are done is not known",
