@@ -26,7 +26,7 @@ from .cli_commands import (
 from .console import err_console, print_json
 
 ExecutorOpt = Annotated[
-    str, typer.Option("--executor", "-e", help="Where scans run: local or aws-batch.")
+    str, typer.Option("--executor", "-e", help="Where scans run: local, aws-batch or slurm.")
 ]
 JobsOpt = Annotated[
     int | None,
@@ -85,6 +85,19 @@ def run_command(
         help="AWS Batch: ec2 (default) or fargate.")] = None,
     array_size: Annotated[int | None, typer.Option(
         hidden=True, help="AWS Batch: scans per array job (at most 10,000).")] = None,
+    slurm_partition: Annotated[str | None, typer.Option(help="Slurm: the partition.")] = None,
+    slurm_account: Annotated[str | None, typer.Option(help="Slurm: the account.")] = None,
+    slurm_qos: Annotated[str | None, typer.Option(help="Slurm: the QOS.")] = None,
+    slurm_max_running: Annotated[int | None, typer.Option(
+        help="Slurm: tasks of an array running at once (--array=…%T).")] = None,
+    slurm_extra: Annotated[str | None, typer.Option(
+        help='Slurm: more sbatch options, e.g. "--constraint=avx2 --nice=10".')] = None,
+    slurm_poll_seconds: Annotated[float | None, typer.Option(
+        hidden=True, help="Slurm: seconds between two looks at the queue (default 30).")]
+    = None,
+    slurm_array_size: Annotated[int | None, typer.Option(
+        hidden=True, help="Slurm: tasks per array (default: the cluster's MaxArraySize).")]
+    = None,
     force: Annotated[bool, typer.Option("--force", help="Redo scans that are done.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and return.")] = False,
     as_json: JsonOpt = False,
@@ -96,6 +109,9 @@ def run_command(
     exe = make_executor(executor, _executor_options(
         jobs=jobs, scratch=scratch, job_queue=job_queue, job_role=job_role,
         environment=environment, image=image, platform=platform, array_size=array_size,
+        slurm_partition=slurm_partition, slurm_account=slurm_account, slurm_qos=slurm_qos,
+        slurm_max_running=slurm_max_running, slurm_extra=slurm_extra,
+        slurm_poll_seconds=slurm_poll_seconds, slurm_array_size=slurm_array_size,
     ))
     plan, run = plan_from_options(
         dataset=dataset, output=output, pipeline=pipeline,

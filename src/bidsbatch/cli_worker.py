@@ -29,6 +29,9 @@ def worker_command(
         help="Position in the manifest (overrides the array variables).")] = None,
     index_base: Annotated[int, typer.Option(
         help="The number the array counts from (Slurm's --array=1-N: 1).")] = 0,
+    index_offset: Annotated[int, typer.Option(
+        help="Added to the array index: the manifest position of this array's index 0 "
+             "(a run split into arrays by the cluster's MaxArraySize).", min=0)] = 0,
     attempt: Annotated[int | None, typer.Option(
         help="Attempt number (default: AWS_BATCH_JOB_ATTEMPT, SLURM_RESTART_COUNT+1, 1).",
         min=1)] = None,
@@ -81,7 +84,7 @@ def worker_command(
                     hint="pass --index, or run as an array job (AWS_BATCH_JOB_ARRAY_INDEX, "
                          "SLURM_ARRAY_TASK_ID)",
                 )
-            the_spec = load_manifest_spec(manifest, position)
+            the_spec = load_manifest_spec(manifest, position + index_offset)
     except TransientStorageError as exc:
         # Reading the spec is part of the job: a storage fault here is retryable too.
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)

@@ -12,6 +12,7 @@ from .base import Executor
 REGISTRY: dict[str, str] = {
     "local": "bidsbatch.executors.local:LocalExecutor",
     "aws-batch": "bidsbatch.executors.awsbatch:AwsBatchExecutor",
+    "slurm": "bidsbatch.executors.slurm:SlurmExecutor",
 }
 
 
