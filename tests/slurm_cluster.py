@@ -246,3 +246,26 @@ def start_cluster(state: Path, *, cpus: int | None = None, max_array_size: int =
     except BaseException:
         cluster.stop()
         raise
+
+
+# --------------------------------------------------------------------------- fixtures
+
+try:
+    import pytest
+except ImportError:  # imported by bench/ outside a test session
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def slurm(tmp_path_factory):  # type: ignore[no-untyped-def]
+        """One cluster for the session (16 slots declared: the test apps mostly sleep)."""
+        why = ensure_slurm()
+        if why:
+            pytest.skip(why)
+        cluster = start_cluster(tmp_path_factory.mktemp("slurm"),
+                                cpus=int(os.environ.get("SLURM_NODE_CPUS") or 16))
+        try:
+            yield cluster
+        finally:
+            cluster.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...errors import BidsbatchError
-from ...ledger import ACTIVE, CANCELLED, PLANNED, Ledger
+from ...ledger import ACTIVE, CANCELLED, PLANNED, RUNNING, Ledger
 from ...locations import open_location
 from ...markers import done_scans
 from ...pipelines import check_no_credentials
@@ -99,14 +99,14 @@ class SlurmExecutor(Executor):
         # one call: an array id cancels every task of it
         self.commands.scancel(ids)
         left = [r.scan_id for r in ledger.scans(states=(*ACTIVE, PLANNED))]
-        with ledger.transaction():
-            for scan_id in left:
-                rec = ledger.scan(scan_id)
-                if rec is not None and rec.state == "running":
-                    ledger.finish_attempt(scan_id, state=CANCELLED, exit_code=None,
-                                          reason=CANCEL_REASON)
-                else:
-                    ledger.update(scan_id, state=CANCELLED, reason=CANCEL_REASON)
+        running = {r.scan_id for r in ledger.scans(states=(RUNNING,))}
+        for scan_id in left:
+            if scan_id in running:  # its attempt ends here (for cost: it ran until now)
+                ledger.finish_attempt(scan_id, state=CANCELLED, exit_code=None,
+                                      reason=CANCEL_REASON)
+        queued = [s for s in left if s not in running]
+        if queued:
+            ledger.update_many(queued, state=CANCELLED, reason=CANCEL_REASON)
         if ledger.get_meta("group_state") in ("submitted", "running"):
             ledger.set_meta("group_state", CANCELLED)
             ledger.set_meta("group_reason", CANCEL_REASON)
