@@ -84,7 +84,7 @@ class TaskRow:
 
 def _time(text: str) -> str | None:
     text = text.strip()
-    return None if text in ("", "N/A", "Unknown", "None") else text
+    return None if text.upper() in ("", "N/A", "UNKNOWN", "NONE") else text
 
 
 def parse_squeue(text: str) -> list[TaskRow]:

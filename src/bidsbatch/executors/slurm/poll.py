@@ -152,6 +152,9 @@ class Poller:
                              reason=f"requeued by Slurm ({describe(row.state)})", row=row)
             return
         if p is Phase.RUNNING:
+            # COMPLETING (and the like) carry the time they began ending: only RUNNING's
+            # start time says which attempt this is
+            started = started if row.state == "RUNNING" else rec.started_at or started
             if rec.state == RUNNING and started and rec.started_at != started:
                 # requeued and started again between two polls: that was an attempt too
                 self._finish(rec.scan_id, state=SUBMITTED, exit_code=None,
