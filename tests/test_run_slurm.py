@@ -230,3 +230,26 @@ def test_chunks_by_max_array_size(ds: Path, tmp_path: Path,
         for i, sid in enumerate(listed):
             assert scans[sid]["job_id"] == f"{job_id}_{i}"
 
+
+
+def test_vanished_task_fails_with_its_log_tail(ds: Path, tmp_path: Path,
+                                               small_cluster: SlurmCluster) -> None:
+    """Tasks Slurm forgot (MinJobAge) before a poll saw them end: markers, else failed."""
+    env = _env(small_cluster, BIDSBATCH_DEMO_FAIL="02")
+    submitted = time.monotonic()
+    res = run_cli("run", str(ds), str(tmp_path / "out"), "--executor", "slurm", "-p", "01,02",
+                  "--slurm-poll-seconds", "15", "--no-wait", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    run_id = json.loads(res.stdout)["run_id"]
+    # no bidsbatch command looks meanwhile: the first poll finds every task gone
+    _until("Slurm forgot the run's jobs", lambda: not _squeue(small_cluster, run_id))
+    time.sleep(max(0.0, 15.5 - (time.monotonic() - submitted)))
+    status = _status(run_id, env)
+    scans = _scans(status)
+    assert status["counts"]["succeeded"] == 2 and status["counts"]["failed"] == 2
+    for sid in ("sub-02_ses-1", "sub-02_ses-2"):
+        reason = scans[sid]["reason"]
+        assert reason.startswith("gone from Slurm's queue without a completion marker")
+        assert "injected failure" in reason
+        assert scans[sid]["exit_code"] == 3  # from the worker's failure record
+    assert status["group_state"] == "skipped"
