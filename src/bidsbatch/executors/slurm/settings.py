@@ -28,7 +28,7 @@ _EXTRA = re.compile(r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:/@%+=-]*)?$")
 _OURS = frozenset({
     "array", "job-name", "output", "error", "open-mode", "cpus-per-task", "mem", "time",
     "gres", "partition", "account", "qos", "requeue", "no-requeue", "dependency", "parsable",
-    "wrap", "chdir", "export", "hold",
+    "wrap", "chdir", "export",
 })
 
 
