@@ -10,7 +10,8 @@ outside: a folder of shims first on PATH logs each call, then runs the real
 command. Jobs are submitted held (``--hold``) and cancelled at the end, so
 nothing runs: submission and watching are what is measured.
 
-**Ours**: ``bidsbatch run DS OUT --executor slurm --slurm-extra=--hold
+**Ours**: ``bidsbatch plan DS OUT --json`` alone first (to tell planning from
+submitting), then ``bidsbatch run DS OUT --executor slurm --slurm-extra=--hold
 --slurm-poll-seconds 0 --no-wait --json`` (a subprocess; plan included), then
 ``bidsbatch status RUN --json`` once.
 
@@ -85,6 +86,14 @@ def main() -> int:
     result: dict[str, object] = {"scans": ns.scans}
     try:
         write_dataset(work / "ds", ns.scans)
+        # the plan alone (crawl, specs), to tell it from what the executor adds
+        t = time.perf_counter()
+        res = subprocess.run([str(BIN / "bidsbatch"), "plan", str(work / "ds"),
+                              str(work / "out"), "--json"],
+                             env={**env, "BIDSBATCH_HOME": str(work / "home-plan")},
+                             capture_output=True, text=True)
+        plan_wall = time.perf_counter() - t
+        assert res.returncode == 0, res.stderr
         t = time.perf_counter()
         res = subprocess.run([str(BIN / "bidsbatch"), "run", str(work / "ds"), str(work / "out"),
                               "--executor", "slurm", "--slurm-extra=--hold",
@@ -104,7 +113,8 @@ def main() -> int:
         assert status["counts"]["submitted"] == ns.scans, status["counts"]
         status_calls = counts(log)
         log.unlink(missing_ok=True)
-        result["ours"] = {"submit_wall_s": round(submit_wall, 2),
+        result["ours"] = {"plan_only_wall_s": round(plan_wall, 2),
+                          "submit_wall_s": round(submit_wall, 2),
                           "submit_calls": dict(submit_calls),
                           "status_wall_s": round(status_wall, 2),
                           "status_calls": dict(status_calls)}

@@ -230,3 +230,8 @@ def test_poll_cadence_one_squeue_per_poll(ds: Path, tmp_path: Path, slurm: Slurm
             exe.cancel(run, ledger)
     assert slurm.wait_idle(30)
     assert os.environ["SLURM_CONF"] == str(slurm.conf)
+
+
+def test_poll_seconds_zero_is_kept() -> None:
+    assert SlurmSettings.from_options({"slurm_poll_seconds": 0}).poll_seconds == 0
+    assert SlurmSettings.from_options({}).poll_seconds == 30

@@ -92,7 +92,8 @@ class SlurmSettings:
         max_running = get("max_running")
         if max_running is not None and int(max_running) < 1:
             raise UsageError("--slurm-max-running must be at least 1")
-        poll = float(get("poll_seconds") or DEFAULT_POLL_SECONDS)
+        raw_poll = get("poll_seconds")
+        poll = DEFAULT_POLL_SECONDS if raw_poll is None else float(raw_poll)
         if poll < 0:
             raise UsageError("--slurm-poll-seconds cannot be negative")
         size = get("array_size")
