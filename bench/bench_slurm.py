@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,7 @@ def main() -> int:
             cluster.run("scancel", *job_ids[i:i + 500])
     finally:
         cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(result, indent=2)
     print(text)
     if ns.json_out:
