@@ -16,7 +16,7 @@ from conftest import run_cli
 from slurm_cluster import SlurmCluster
 
 from bidsbatch.errors import CredentialsInJobError, UsageError
-from bidsbatch.executors import make_executor
+from bidsbatch.executors import make_executor, restore_executor
 from bidsbatch.executors.slurm.commands import (
     Completed,
     SlurmCommands,
@@ -25,6 +25,7 @@ from bidsbatch.executors.slurm.commands import (
     parse_squeue,
     subprocess_runner,
 )
+from bidsbatch.executors.slurm.executor import SlurmExecutor
 from bidsbatch.executors.slurm.script import JobShape, array_script, group_script
 from bidsbatch.executors.slurm.settings import SlurmSettings, parse_extra
 from bidsbatch.executors.slurm.states import Phase, phase
@@ -47,17 +48,20 @@ def test_extra_options_are_checked() -> None:
 
 
 def test_settings_round_trip_through_the_ledger_form() -> None:
-    s = SlurmSettings.from_options({"slurm_partition": "gpu", "slurm_account": "lab-x",
-                                    "slurm_qos": "normal", "slurm_max_running": 20,
-                                    "slurm_extra": "--constraint=avx2"})
-    assert SlurmSettings.from_options(s.to_dict()) == s
-    assert make_executor("slurm", s.to_dict()).settings() == s.to_dict()
-    with pytest.raises(UsageError):
-        SlurmSettings.from_options({"slurm_partition": "gpu; id"})
-    with pytest.raises(UsageError):
-        SlurmSettings.from_options({"slurm_max_running": 0})
+    given = {"slurm_partition": "gpu", "slurm_account": "lab-x", "slurm_qos": "normal",
+             "slurm_max_running": 20, "slurm_extra": "--constraint=avx2  --nice=10"}
+    exe = make_executor("slurm", given)
+    saved = exe.saved_settings()
+    assert saved["slurm_extra"] == "--constraint=avx2 --nice=10"
+    assert saved["slurm_poll_seconds"] == 30
+    assert restore_executor("slurm", saved).settings == exe.settings
+    assert exe.settings.extra == ("--constraint=avx2", "--nice=10")
+    for bad in ({"slurm_partition": "gpu; id"}, {"slurm_max_running": 0},
+                {"slurm_extra": "--x=$(id)"}, {"slurm_poll_seconds": -1}):
+        with pytest.raises(UsageError):
+            make_executor("slurm", bad)
     with pytest.raises(CredentialsInJobError):
-        SlurmSettings.from_options({"job_env": {"AWS_SECRET_ACCESS_KEY": "x"}})
+        SlurmSettings(job_env={"AWS_SECRET_ACCESS_KEY": "x"}).resolved()
 
 
 # --------------------------------------------------------------------------- script
@@ -72,8 +76,8 @@ def _bash_syntax_ok(text: str, tmp_path: Path) -> None:
 
 def test_job_script_quotes_every_value(tmp_path: Path) -> None:
     odd = tmp_path / "runs with space" / "it's $(id)"
-    settings = SlurmSettings(partition="gpu", extra=("--constraint=avx2",),
-                             job_env={"MY_VAR": "a b; $(id)"})
+    settings = SlurmSettings(slurm_partition="gpu", slurm_extra="--constraint=avx2",
+                             job_env={"MY_VAR": "a b; $(id)"}).resolved()
     shape = JobShape(cpus=4, memory_mib=8192, gpus=1, time_minutes=150)
     text = array_script(run_id="demo-0123456789", submission=3, manifest=odd / "m.json",
                         log_dir=odd / "logs", shape=shape, settings=settings)
@@ -188,10 +192,10 @@ def test_poll_cadence_one_squeue_per_poll(ds: Path, tmp_path: Path, slurm: Slurm
     now = [time.time() + 100.0]
     counting = Counting()
     with Ledger.open(run.ledger_path) as ledger:
-        settings = ledger.get_meta("executor_settings")
-        assert settings["poll_seconds"] == 30  # the default
-        exe = type(make_executor("slurm"))(SlurmSettings.from_options(settings),
-                                           runner=counting, clock=lambda: now[0])
+        settings = ledger.executor_settings
+        assert settings["slurm_poll_seconds"] == 30  # the default
+        exe = SlurmExecutor(SlurmSettings.from_json(settings), runner=counting,
+                            clock=lambda: now[0])
         try:
             exe.poll(run, ledger)
             # one squeue for the whole run; sacct tried once, disabled, not asked again
@@ -233,5 +237,5 @@ def test_poll_cadence_one_squeue_per_poll(ds: Path, tmp_path: Path, slurm: Slurm
 
 
 def test_poll_seconds_zero_is_kept() -> None:
-    assert SlurmSettings.from_options({"slurm_poll_seconds": 0}).poll_seconds == 0
-    assert SlurmSettings.from_options({}).poll_seconds == 30
+    assert make_executor("slurm", {"slurm_poll_seconds": 0}).settings.slurm_poll_seconds == 0
+    assert make_executor("slurm", {}).settings.slurm_poll_seconds == 30

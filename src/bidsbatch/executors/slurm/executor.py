@@ -2,8 +2,8 @@
 
 ``submit`` writes a manifest and a job script into the run directory (the
 cluster's shared disk) and submits one array per ``MaxArraySize`` scans
-(``submit``); ``poll`` is one squeue call for the whole run, plus the
-markers, plus one sacct call when the cluster has accounting (``poll``);
+(``submit.py``); ``poll`` is one squeue call for the whole run, plus the
+markers, plus one sacct call when the cluster has accounting (``poll.py``);
 ``cancel`` is one scancel of the run's arrays; ``logs`` reads the task's
 file. A retry while the run goes on submits the failed scans as a new
 array and a new group job that waits for it too.
@@ -14,16 +14,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
 
 from ...errors import BidsbatchError
-from ...ledger import ACTIVE, CANCELLED, PLANNED, RUNNING, Ledger
+from ...ledger import Ledger
 from ...locations import open_location
 from ...markers import done_scans
 from ...pipelines import check_no_credentials
 from ...runs import RunDir
 from ...specs import Spec
+from ...states import ACTIVE, GROUP_ACTIVE, GroupState, ScanState
 from ..base import Executor
+from ..settings import ExecutorSettings
 from .commands import Runner, SlurmCommands
 from .files import SlurmFiles
 from .poll import CANCEL_REASON, Poller
@@ -35,22 +36,31 @@ class SlurmExecutor(Executor):
     """Runs scans as Slurm array jobs."""
 
     name = EXECUTOR
-    accepts_rerun_while_active: ClassVar[bool] = True
+    settings_type = SlurmSettings
+    #: Slurm keeps its queue itself: a retry (or a rerun) while scans run is taken.
+    accepts_rerun_while_active = True
+    settings: SlurmSettings
 
-    def __init__(self, settings: SlurmSettings | None = None, *, runner: Runner | None = None,
-                 clock: Callable[[], float] = time.time,
+    def __init__(self, settings: ExecutorSettings | None = None, *,
+                 runner: Runner | None = None, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.config = settings or SlurmSettings()
+        super().__init__(settings)
         self.commands = SlurmCommands(runner)
         self.clock = clock
         self.sleep = sleep
+        # the runner's waits follow this run's cadence (30 s unless the settings say less)
+        self.min_poll_seconds = self.settings.slurm_poll_seconds  # type: ignore[misc]
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> SlurmExecutor:
-        return cls(SlurmSettings.from_options(options))
+    def from_settings(cls, settings: ExecutorSettings) -> SlurmExecutor:
+        assert isinstance(settings, SlurmSettings)
+        return cls(settings.resolved())
 
-    def settings(self) -> dict[str, Any]:
-        return self.config.to_dict()
+    def describe(self) -> str:
+        where = ", ".join(f"{k} {v}" for k, v in (
+            ("partition", self.settings.slurm_partition),
+            ("account", self.settings.slurm_account)) if v)
+        return f"{self.name} ({where})" if where else self.name
 
     # -- submit
 
@@ -63,14 +73,14 @@ class SlurmExecutor(Executor):
             with ledger.transaction():
                 for spec in specs:
                     ledger.update(spec.scan_id, job_id=None)
-        sub = Submitter(commands=self.commands, settings=self.config, run=run, info=info,
+        sub = Submitter(commands=self.commands, settings=self.settings, run=run, info=info,
                         ledger=ledger)
         sub.submit_scans(specs, force=force)
-        if info.pipeline.get("group") and ledger.get_meta("group_state") == "submitted":
+        if info.pipeline.get("group") and ledger.group().state == GroupState.SUBMITTED:
             try:
                 sub.submit_group(live_arrays=_live_arrays(ledger))
             except BaseException:
-                ledger.set_meta("group_state", None)
+                ledger.set_group(None)
                 raise
         ledger.set_meta("cancel_requested", False)
         Poller.mark(ledger, self.clock())
@@ -85,7 +95,8 @@ class SlurmExecutor(Executor):
 
         return Poller(commands=self.commands, ledger=ledger, run_id=info.run_id,
                       output=lambda: open_location(info.output), done_scans=done,
-                      poll_seconds=self.config.poll_seconds, clock=self.clock)
+                      files=SlurmFiles(run), poll_seconds=self.settings.slurm_poll_seconds,
+                      clock=self.clock)
 
     def poll(self, run: RunDir, ledger: Ledger) -> None:
         self.poller(run, ledger).poll()
@@ -93,29 +104,30 @@ class SlurmExecutor(Executor):
     def cancel(self, run: RunDir, ledger: Ledger) -> None:
         ledger.set_meta("cancel_requested", True)
         ids = _live_arrays(ledger)
-        gid = ledger.get_meta("group_job_id")
-        if gid and ledger.get_meta("group_state") in ("submitted", "running"):
-            ids.append(gid)
+        group = ledger.group()
+        if group.job_id and group.state in GROUP_ACTIVE:
+            ids.append(group.job_id)
         # one call: an array id cancels every task of it
         self.commands.scancel(ids)
-        left = [r.scan_id for r in ledger.scans(states=(*ACTIVE, PLANNED))]
-        running = {r.scan_id for r in ledger.scans(states=(RUNNING,))}
+        left = [r.scan_id for r in ledger.scans(states=(*ACTIVE, ScanState.PLANNED))]
+        running = {r.scan_id for r in ledger.scans(states=(ScanState.RUNNING,))}
         for scan_id in left:
             if scan_id in running:  # its attempt ends here (for cost: it ran until now)
-                ledger.finish_attempt(scan_id, state=CANCELLED, exit_code=None,
+                ledger.finish_attempt(scan_id, state=ScanState.CANCELLED, exit_code=None,
                                       reason=CANCEL_REASON)
         queued = [s for s in left if s not in running]
         if queued:
-            ledger.update_many(queued, state=CANCELLED, reason=CANCEL_REASON)
-        if ledger.get_meta("group_state") in ("submitted", "running"):
-            ledger.set_meta("group_state", CANCELLED)
-            ledger.set_meta("group_reason", CANCEL_REASON)
+            ledger.update_many(queued, state=ScanState.CANCELLED, reason=CANCEL_REASON)
+        if group.state in GROUP_ACTIVE:
+            ledger.set_group(GroupState.CANCELLED, reason=CANCEL_REASON)
+
+    # -- logs
 
     def logs(self, run: RunDir, scan_id: str, *, follow: bool = False) -> Iterator[str]:
         files = SlurmFiles(run)
         with Ledger.open(run.ledger_path) as ledger:
             if scan_id == "group":
-                gid = ledger.get_meta("group_job_id")
+                gid = ledger.group().job_id
                 paths = [files.task_log(gid)] if gid else []
             else:
                 paths = _log_paths(ledger, files, scan_id)
@@ -128,6 +140,9 @@ class SlurmExecutor(Executor):
             yield from _read(path)
         yield f"==> {paths[-1]}"
         yield from self._follow(run, scan_id, paths[-1], follow=follow)
+
+    def log_note(self) -> str:
+        return "last lines of each task's Slurm output file (logs/slurm/ in the run directory)"
 
     def _follow(self, run: RunDir, scan_id: str, path: Path, *,
                 follow: bool) -> Iterator[str]:
@@ -170,4 +185,3 @@ def _read(path: Path) -> Iterator[str]:
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             yield line.rstrip("\n")
-

@@ -23,10 +23,12 @@ from datetime import datetime
 from pathlib import Path
 
 from ...group import group_record_key
-from ...ledger import ACTIVE, CANCELLED, FAILED, RUNNING, SUBMITTED, SUCCEEDED, Ledger, ScanRecord
+from ...ledger import Ledger, ScanRecord
 from ...locations import Location
 from ...markers import failed_key
+from ...states import ACTIVE, GROUP_ACTIVE, GroupState, ScanState
 from .commands import SlurmCommands, TaskRow
+from .files import SlurmFiles
 from .group_job import SKIPPED_LINE
 from .logs import reason_from_log, tail_lines
 from .script import job_name
@@ -70,8 +72,10 @@ class Poller:
 
     def __init__(self, *, commands: SlurmCommands, ledger: Ledger, run_id: str,
                  output: Callable[[], Location], done_scans: Callable[[list[str]], set[str]],
-                 poll_seconds: float, clock: Callable[[], float] = time.time) -> None:
+                 files: SlurmFiles, poll_seconds: float,
+                 clock: Callable[[], float] = time.time) -> None:
         self.commands = commands
+        self.files = files
         self.ledger = ledger
         self.run_id = run_id
         self.output = output
@@ -83,7 +87,7 @@ class Poller:
 
     def due(self) -> bool:
         """Time for another look? (And anything left to look at?)"""
-        group = self.ledger.get_meta("group_state") in ("submitted", "running")
+        group = self.ledger.group().state in GROUP_ACTIVE
         if not self.ledger.scans(states=ACTIVE) and not group:
             return False
         last = self.ledger.get_meta("slurm_polled_at")
@@ -146,20 +150,20 @@ class Poller:
         p = phase(row.state)
         started = _iso(row.start)
         if p in (Phase.QUEUED, Phase.REQUEUED):
-            if rec.state == RUNNING:
+            if rec.state == ScanState.RUNNING:
                 # it ran and is back in the queue (node failure, preemption): an attempt
-                self._finish(rec.scan_id, state=SUBMITTED, exit_code=None,
+                self._finish(rec.scan_id, state=ScanState.SUBMITTED, exit_code=None,
                              reason=f"requeued by Slurm ({describe(row.state)})", row=row)
             return
         if p is Phase.RUNNING:
             # COMPLETING (and the like) carry the time they began ending: only RUNNING's
             # start time says which attempt this is
             started = started if row.state == "RUNNING" else rec.started_at or started
-            if rec.state == RUNNING and started and rec.started_at != started:
+            if rec.state == ScanState.RUNNING and started and rec.started_at != started:
                 # requeued and started again between two polls: that was an attempt too
-                self._finish(rec.scan_id, state=SUBMITTED, exit_code=None,
+                self._finish(rec.scan_id, state=ScanState.SUBMITTED, exit_code=None,
                              reason="requeued by Slurm", row=None)
-            if rec.state != RUNNING or (started and rec.started_at != started):
+            if rec.state != ScanState.RUNNING or (started and rec.started_at != started):
                 self.ledger.start_attempt(rec.scan_id, job_id=row.key, started_at=started)
             return
         why = None
@@ -174,11 +178,11 @@ class Poller:
 
     def _end(self, rec: ScanRecord, row: TaskRow | None, *, done: bool, why: str | None,
              cancelled: bool = False) -> None:
-        if rec.state != RUNNING:
+        if rec.state != ScanState.RUNNING:
             self.ledger.start_attempt(rec.scan_id, job_id=rec.job_id,
                                       started_at=_iso(row.start) if row else None)
         if done:
-            self._finish(rec.scan_id, state=SUCCEEDED, exit_code=0, reason=None, row=row)
+            self._finish(rec.scan_id, state=ScanState.SUCCEEDED, exit_code=0, reason=None, row=row)
             return
         code = row.exit_code if row else None
         record = self._failure_record(rec.scan_id)
@@ -187,10 +191,10 @@ class Poller:
         tail = reason_from_log(Path(rec.log)) if rec.log else None
         parts = [p for p in (why, tail) if p]
         reason = ": ".join(parts) if parts else f"exit {code}" if code is not None else VANISHED
-        self._finish(rec.scan_id, state=CANCELLED if cancelled else FAILED, exit_code=code,
-                     reason=reason, row=row)
+        state = ScanState.CANCELLED if cancelled else ScanState.FAILED
+        self._finish(rec.scan_id, state=state, exit_code=code, reason=reason, row=row)
 
-    def _finish(self, scan_id: str, *, state: str, exit_code: int | None, reason: str | None,
+    def _finish(self, scan_id: str, *, state: ScanState, exit_code: int | None, reason: str | None,
                 row: TaskRow | None) -> None:
         cpu = None
         finished = None
@@ -215,38 +219,34 @@ class Poller:
     # -- the group job
 
     def _group(self, seen: Seen) -> None:
-        state = self.ledger.get_meta("group_state")
-        gid = self.ledger.get_meta("group_job_id")
-        if state not in ("submitted", "running") or not gid:
+        group = self.ledger.group()
+        if group.state not in GROUP_ACTIVE or not group.job_id:
             return
-        row = seen.get(gid)
+        row = seen.get(group.job_id)
         p = phase(row.state) if row else Phase.ENDED
         if p in (Phase.QUEUED, Phase.REQUEUED):
             return
         if p is Phase.RUNNING:
-            if state != "running":
-                self.ledger.set_meta("group_state", "running")
-                self.ledger.set_meta("group_started_at", _iso(row.start) if row else None)
+            if group.state != GroupState.RUNNING:
+                self.ledger.set_group(GroupState.RUNNING,
+                                      started_at=_iso(row.start) if row else None)
             return
         if row is not None:
-            self.ledger.set_meta("group_finished_at", _iso(row.end))
-            self.ledger.set_meta("group_exit_code", row.exit_code)
+            self.ledger.set_group(finished_at=_iso(row.end), exit_code=row.exit_code)
         if p is Phase.CANCELLED:
-            self.ledger.set_meta("group_state", CANCELLED)
+            self.ledger.set_group(GroupState.CANCELLED)
             return
         try:
             recorded = self.output().exists(group_record_key(self.run_id))
         except OSError:
             recorded = False
-        log = Path(self.ledger.get_meta("group_log") or "")
+        log = self.files.task_log(group.job_id)
         if recorded and p is Phase.ENDED:
-            self.ledger.set_meta("group_state", SUCCEEDED)
+            self.ledger.set_group(GroupState.SUCCEEDED)
         elif any(SKIPPED_LINE in ln for ln in tail_lines(log)):
-            self.ledger.set_meta("group_state", "skipped")
-            self.ledger.set_meta("group_reason", "some scans did not succeed")
+            self.ledger.set_group(GroupState.SKIPPED, reason="some scans did not succeed")
         else:
-            self.ledger.set_meta("group_state", FAILED)
-            self.ledger.set_meta("group_reason", reason_from_log(log) or describe(
+            self.ledger.set_group(GroupState.FAILED, reason=reason_from_log(log) or describe(
                 row.state if row else "gone"))
 
 

@@ -35,7 +35,7 @@ def bidsbatch_argv() -> list[str]:
     script = Path(sys.executable).parent / "bidsbatch"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from bidsbatch.cli import run; run()"]
+    return [sys.executable, "-c", "from bidsbatch.cli.app import run; run()"]
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ def sbatch_options(*, name: str, output: Path, shape: JobShape,
     ]
     if shape.gpus:
         opts.append(f"--gres=gpu:{shape.gpus}")
-    for flag, value in (("partition", settings.partition), ("account", settings.account),
-                        ("qos", settings.qos)):
+    for flag, value in (("partition", settings.slurm_partition),
+                        ("account", settings.slurm_account), ("qos", settings.slurm_qos)):
         if value:
             opts.append(f"--{flag}={value}")
     opts.extend(settings.extra)

@@ -1,9 +1,10 @@
 """What the Slurm executor needs to know: partition, account, QOS, throttle, extra options.
 
 All optional: with none given, jobs go to the cluster's default partition
-under the user's default account. Saved with the run (the ledger), so that
-``status``, ``logs``, ``retry`` and ``cancel`` rebuild the same executor
-without flags. ``extra`` is validated here, once: only ``--option`` or
+under the user's default account. Each option-bearing field is a
+``--slurm-*`` option of ``run``; all are saved with the run (the ledger), so
+that ``status``, ``logs``, ``retry`` and ``cancel`` rebuild the same executor
+without flags. ``--slurm-extra`` is checked here, once: only ``--option`` or
 ``--option=value`` items, nothing a shell would act on, none of the options
 bidsbatch sets itself.
 """
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from ...errors import UsageError
+from ..settings import ExecutorSettings, option
 
 #: Slurm's own default when a cluster sets none (``MaxArraySize=1001``).
 DEFAULT_MAX_ARRAY_SIZE = 1001
@@ -57,65 +58,56 @@ def parse_extra(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ..
     return tuple(items)
 
 
-def _name(value: Any, what: str) -> str | None:
-    if value in (None, ""):
+def _name(value: str | None, what: str) -> str | None:
+    if not value:
         return None
-    text = str(value)
-    if not _NAME.match(text):
-        raise UsageError(f"--slurm-{what} {text!r} is not a Slurm {what} name")
-    return text
+    if not _NAME.match(value):
+        raise UsageError(f"--slurm-{what} {value!r} is not a Slurm {what} name")
+    return value
 
 
 @dataclass(frozen=True)
-class SlurmSettings:
-    """The executor's settings. Build with :meth:`from_options`."""
+class SlurmSettings(ExecutorSettings):
+    """Settings of ``--executor slurm``; :meth:`resolved` checks them."""
 
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    #: At most this many tasks of each array run at once (``--array=…%T``).
-    max_running: int | None = None
-    extra: tuple[str, ...] = ()
-    #: Seconds between two looks at the cluster (squeue, sacct); tests lower it.
-    poll_seconds: float = DEFAULT_POLL_SECONDS
-    #: Tasks per array; None: the cluster's ``MaxArraySize`` (read once per submit).
-    array_size: int | None = None
+    slurm_partition: str | None = option(help="Slurm: the partition (default: the "
+                                         "cluster's default).")
+    slurm_account: str | None = option(help="Slurm: the account to charge.")
+    slurm_qos: str | None = option(help="Slurm: the quality of service.")
+    slurm_max_running: int | None = option(
+        help="Slurm: tasks of an array running at once (--array=…%T).")
+    slurm_extra: str | None = option(
+        help='Slurm: more sbatch options, e.g. "--constraint=avx2 --nice=10" '
+             "(--name or --name=value items only).")
+    slurm_poll_seconds: float = option(
+        DEFAULT_POLL_SECONDS, hidden=True,
+        help="Slurm: seconds between two looks at the queue (squeue, sacct).")
+    slurm_array_size: int | None = option(
+        hidden=True, help="Slurm: tasks per array (default: the cluster's MaxArraySize).")
     #: Extra variables for every job (never AWS keys).
     job_env: dict[str, str] = field(default_factory=dict)
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> SlurmSettings:
-        def get(name: str) -> Any:
-            value = options.get(f"slurm_{name}")
-            return options.get(name) if value is None else value
-
-        max_running = get("max_running")
-        if max_running is not None and int(max_running) < 1:
-            raise UsageError("--slurm-max-running must be at least 1")
-        raw_poll = get("poll_seconds")
-        poll = DEFAULT_POLL_SECONDS if raw_poll is None else float(raw_poll)
-        if poll < 0:
-            raise UsageError("--slurm-poll-seconds cannot be negative")
-        size = get("array_size")
-        if size is not None and int(size) < 1:
-            raise UsageError("--slurm-array-size must be at least 1")
+    def resolved(self) -> SlurmSettings:
+        """These settings checked; UsageError for what Slurm (or safety) refuses."""
         from ...pipelines import check_no_credentials
 
-        job_env = dict(get("job_env") or {})
-        check_no_credentials(job_env, where="the job environment")
-        return cls(
-            partition=_name(get("partition"), "partition"),
-            account=_name(get("account"), "account"),
-            qos=_name(get("qos"), "qos"),
-            max_running=int(max_running) if max_running is not None else None,
-            extra=parse_extra(get("extra")),
-            poll_seconds=poll,
-            array_size=int(size) if size is not None else None,
-            job_env=job_env,
-        )
+        if self.slurm_max_running is not None and self.slurm_max_running < 1:
+            raise UsageError("--slurm-max-running must be at least 1")
+        if self.slurm_poll_seconds < 0:
+            raise UsageError("--slurm-poll-seconds cannot be negative")
+        if self.slurm_array_size is not None and self.slurm_array_size < 1:
+            raise UsageError("--slurm-array-size must be at least 1")
+        check_no_credentials(dict(self.job_env), where="the job environment")
+        extra = parse_extra(self.slurm_extra)
+        return replace(
+            self, slurm_partition=_name(self.slurm_partition, "partition"),
+            slurm_account=_name(self.slurm_account, "account"),
+            slurm_qos=_name(self.slurm_qos, "qos"),
+            # items are checked to hold no space nor quote: joined, they split back the same
+            slurm_extra=" ".join(extra) or None, slurm_poll_seconds=float(
+                self.slurm_poll_seconds))
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for the ledger (what :meth:`from_options` reads back)."""
-        data = asdict(self)
-        data["extra"] = list(self.extra)
-        return data
+    @property
+    def extra(self) -> tuple[str, ...]:
+        """The checked extra sbatch options, one item each."""
+        return parse_extra(self.slurm_extra)

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from enum import Enum
 
-from ...ledger import CANCELLED, FAILED, RUNNING, SUBMITTED
+from ...states import ScanState
 
 
 class Phase(Enum):
     """What a Slurm state means for a scan."""
 
-    QUEUED = SUBMITTED
-    RUNNING = RUNNING
+    QUEUED = ScanState.SUBMITTED.value
+    RUNNING = ScanState.RUNNING.value
     ENDED = "ended"  # the job ended; the marker says succeeded, its absence failed
-    FAILED = FAILED
-    CANCELLED = CANCELLED
+    FAILED = ScanState.FAILED.value
+    CANCELLED = ScanState.CANCELLED.value
     REQUEUED = "requeued"  # the attempt ended and the task waits to run again
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ...ledger import PLANNED, Ledger
+from ...ledger import Ledger
 from ...pipelines import Resources
 from ...runs import RunDir
 from ...specs import RunInfo, Spec
+from ...states import ScanState
 from . import script
 from .commands import SlurmCommands
 from .files import SlurmFiles
@@ -67,8 +68,8 @@ class Submitter:
 
     def array_size(self) -> int:
         """Tasks per array: the setting, else the cluster's ``MaxArraySize`` (indexes 0..N-1)."""
-        if self.settings.array_size:
-            return self.settings.array_size
+        if self.settings.slurm_array_size:
+            return self.settings.slurm_array_size
         return self.commands.max_array_size() or DEFAULT_MAX_ARRAY_SIZE
 
     def submit_scans(self, specs: list[Spec], *, force: bool) -> list[str]:
@@ -88,7 +89,7 @@ class Submitter:
         try:
             for chunk in chunks(scan_ids, self.array_size()):
                 array_id = self.commands.sbatch(
-                    path, options=[array_option(len(chunk.scans), self.settings.max_running)],
+                    path, options=[array_option(len(chunk.scans), self.settings.slurm_max_running)],
                     args=[str(chunk.offset)])
                 array_ids.append(array_id)
                 with self.ledger.transaction():
@@ -105,14 +106,14 @@ class Submitter:
                        for s in j.scans}
             left = [s for s in scan_ids if s not in covered]
             if left:
-                self.ledger.update_many(left, state=PLANNED, reason=ORPHAN_REASON)
+                self.ledger.update_many(left, state=ScanState.PLANNED, reason=ORPHAN_REASON)
             raise
         return array_ids
 
     def submit_group(self, *, live_arrays: list[str]) -> str:
         """The group job, after every array in ``live_arrays`` ended (whatever their fate)."""
         self.files.prepare()
-        old = self.ledger.get_meta("group_job_id")
+        old = self.ledger.group().job_id
         if old:
             # a retry adds arrays: the old group job would not wait for them
             self.commands.scancel([old])
@@ -128,6 +129,5 @@ class Submitter:
         job_id = self.commands.sbatch(path, options=options)
         self.ledger.add_job(job_id, kind="group", executor=EXECUTOR, scans=[],
                             details={"after": live_arrays, "script": str(path)})
-        self.ledger.set_meta("group_job_id", job_id)
-        self.ledger.set_meta("group_log", str(self.files.task_log(job_id)))
+        self.ledger.set_group(job_id=job_id)
         return job_id

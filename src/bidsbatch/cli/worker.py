@@ -1,21 +1,17 @@
-"""``bidsbatch worker``: the command that runs inside a job and processes one scan."""
+"""The commands that run inside jobs: ``worker`` (one scan) and ``group-step``."""
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .console import err_console
-from .errors import TransientStorageError, UsageError
-
 
 def register(app: typer.Typer) -> None:
-    """Add the ``worker`` command to ``app``."""
+    """Add the commands that run inside jobs to ``app``: ``worker`` and ``group-step``."""
     app.command("worker")(worker_command)
+    app.command("group-step")(group_step_command)
 
 
 def worker_command(
@@ -57,57 +53,24 @@ def worker_command(
     Exits with the app's own code when it fails; 75 on a transient storage
     fault (retry the job); 124 on timeout; 127 when the app is not found.
     """
-    from .worker import (
-        EX_TEMPFAIL,
-        Terminated,
-        WorkerOptions,
-        array_index,
-        attempt_number,
-        executor_job_id,
-        load_manifest_spec,
-        load_spec,
-        run_worker,
-    )
+    from ..worker_entry import WorkerJob, run_job
 
-    if (spec is None) == (manifest is None):
-        raise UsageError("give exactly one of --spec URI and --manifest URI")
-    environ = dict(os.environ)
-    try:
-        if spec is not None:
-            the_spec = load_spec(spec)
-        else:
-            assert manifest is not None
-            position = array_index(index, environ, base=index_base)
-            if position is None:
-                raise UsageError(
-                    "--manifest needs an index",
-                    hint="pass --index, or run as an array job (AWS_BATCH_JOB_ARRAY_INDEX, "
-                         "SLURM_ARRAY_TASK_ID)",
-                )
-            the_spec = load_manifest_spec(manifest, position + index_offset)
-    except TransientStorageError as exc:
-        # Reading the spec is part of the job: a storage fault here is retryable too.
-        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        raise typer.Exit(EX_TEMPFAIL) from None
+    raise typer.Exit(run_job(WorkerJob(
+        spec=spec, manifest=manifest, index=index, index_base=index_base,
+        index_offset=index_offset, attempt=attempt,
+        job_id=job_id, scratch=scratch, keep_scratch=keep_scratch, force=force,
+        timeout_minutes=timeout, transfers=transfers, transfer_retries=transfer_retries,
+    )))
 
-    options = WorkerOptions(
-        scratch=scratch, keep_scratch=keep_scratch, force=force,
-        attempt=attempt_number(attempt, environ), job_id=executor_job_id(job_id, environ),
-        timeout_seconds=timeout * 60 if timeout is not None else None,
-        max_workers=transfers, retries=transfer_retries,
-    )
 
-    def on_signal(signum: int, _frame: object) -> None:
-        raise Terminated(signum)
+def group_step_command(
+    run: Annotated[str, typer.Option("--run", metavar="URI",
+                                     help="The run: a run directory or a run.json URI.")],
+    scratch: Annotated[Path | None, typer.Option(help="Folder for the scratch space.")] = None,
+) -> None:
+    """Run the pipeline's group step over a run's output (what the group job runs)."""
+    from ..group import run_group_step
 
-    # Batch stops a job (and ECS a reclaimed Spot task) with SIGTERM, then SIGKILL:
-    # stop the app and clean up in between, and leave no marker.
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        code = run_worker(the_spec, options=options, environ=environ)
-    except Terminated as exc:
-        err_console.print(f"[yellow]worker stopped by signal {exc.signum}[/]")
-        code = 128 + exc.signum
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    raise typer.Exit(code)
+    code = run_group_step(run, scratch=scratch)
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,275 @@
+"""The commands that execute and watch runs: run, status, logs, retry, cancel, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from ..console import err_console, print_json
+from ..executors.registry import DEFAULT_EXECUTOR
+from .options import (
+    ExecutorChoice,
+    JsonOpt,
+    PipelineOpt,
+    Planning,
+    RunArg,
+    RunDirOpt,
+    executor_options,
+    planning_options,
+    retry_options,
+)
+from .plan import plan_from_options
+from .render import render_plan, status_dict
+
+
+def register(app: typer.Typer) -> None:
+    """Add the execution commands to ``app``."""
+    app.command("run")(executor_options(planning_options(run_command)))
+    app.command("status")(status_command)
+    app.command("logs")(logs_command)
+    app.command("retry")(retry_options(retry_command))
+    app.command("cancel")(cancel_command)
+    app.command("demo")(demo_command)
+
+
+def run_command(
+    dataset: Annotated[str, typer.Argument(help="BIDS dataset: a folder or s3:// URI.")],
+    output: Annotated[str, typer.Argument(help="Where outputs go: a folder or s3:// URI.")],
+    planning: Planning,
+    executor: ExecutorChoice,
+    pipeline: PipelineOpt = "demo",
+    run_dir: RunDirOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Redo scans that are done.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and return.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Plan DATASET, skip the scans already done, run the rest, and watch them."""
+    from .. import runner
+    from ..executors import make_executor
+
+    exe = make_executor(executor.name, executor.options)
+    plan, run = plan_from_options(dataset=dataset, output=output, pipeline=pipeline,
+                                  planning=planning, run_dir=run_dir)
+    if not as_json:
+        render_plan(plan, run, max_rows=0 if len(plan.specs) > 20 else 20)
+    started = runner.start(plan, executor=exe, run_dir=run.path, force=force)
+    msg = f"run {plan.run_id}: {len(started.submitted)} scan(s) submitted to {exe.name}"
+    if started.skipped:
+        msg += f", {len(started.skipped)} already done (skipped)"
+    err_console.print(msg, highlight=False)
+    if no_wait:
+        if as_json:
+            print_json(json.dumps({"run_id": plan.run_id, "run_dir": str(run.path),
+                                   "submitted": started.submitted,
+                                   "skipped": started.skipped}, indent=2))
+        else:
+            err_console.print(f"follow it with: bidsbatch status {plan.run_id} --watch")
+        return
+    final = _watch(run, title=plan.run_id, total=len(plan.specs))
+    _finish(run, final, as_json=as_json)
+
+
+def _watch(run, *, title: str, total: int):  # type: ignore[no-untyped-def]
+    """Wait with a live display; Ctrl-C cancels the run cleanly."""
+    from .. import runner
+    from ..progress import LiveProgress
+
+    try:
+        with LiveProgress(title=title, total=total) as live:
+            final = runner.wait(run, on_update=live.update, interval=0.2, max_interval=2.0)
+        if not err_console.is_terminal:
+            err_console.print()
+        return final
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted: cancelling the run…[/]")
+        runner.cancel(run)
+        raise
+
+
+def _finish(run, final, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from ..progress import counts_line, status_table
+
+    final = _with_details(run, final)
+    info = run.info()
+    if as_json:
+        print_json(json.dumps(status_dict(run, final.records, final.counts,
+                                          final.group), indent=2))
+    else:
+        err_console.print(status_table(final.records, title=f"run {info.run_id}",
+                                       max_rows=40))
+        err_console.print(counts_line(final.counts))
+        if final.group.state:
+            err_console.print(f"group step: {final.group.state}")
+        err_console.print(f"outputs: {escape(info.output)}", highlight=False)
+        err_console.print(f"run directory: {escape(str(run.path))}", highlight=False)
+    _report(run)
+    if final.failed:
+        raise typer.Exit(1)
+
+
+def _with_details(run, final):  # type: ignore[no-untyped-def]
+    """The final snapshot after every attempt's details are read (the report needs them)."""
+    from dataclasses import replace
+
+    from ..ledger import Ledger
+    from .cost import fetch_details
+
+    fetch_details(run)
+    with Ledger.open(run.ledger_path) as ledger:
+        group = ledger.group()
+        return replace(final, records=ledger.scans(), counts=ledger.counts(), group=group,
+                       group_state=group.state)
+
+
+def _report(run) -> None:  # type: ignore[no-untyped-def]
+    """Write the run's HTML report and say where; a failure to write it fails nothing."""
+    from ..errors import BidsbatchError
+    from ..report import write_report
+
+    try:
+        path = write_report(run)
+    except (BidsbatchError, OSError) as exc:
+        err_console.print(f"[yellow]warning:[/] no report written: {escape(str(exc))}",
+                          highlight=False)
+        return
+    err_console.print(f"report: {escape(str(path))}", highlight=False)
+
+
+def status_command(
+    run_ref: RunArg = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow until it ends.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the state of every scan of a run, and the counts."""
+    from .. import runner
+    from ..ledger import Ledger
+    from ..progress import counts_line, status_table
+    from ..runs import find_run
+    from .cost import status_cost
+
+    run = find_run(run_ref)
+    info = run.info()
+    if watch:
+        final = _watch(run, title=info.run_id, total=len(info.scans))
+        records, counts, group = final.records, final.counts, final.group
+    else:
+        with Ledger.open(run.ledger_path) as ledger:
+            if ledger.executor_name:
+                runner.executor_for(run, ledger).poll(run, ledger)
+            else:
+                ledger.add_scans(info.scans)
+            records, counts, group = ledger.scans(), ledger.counts(), ledger.group()
+    if as_json:
+        print_json(json.dumps(status_dict(run, records, counts, group), indent=2))
+        return
+    with Ledger.open(run.ledger_path) as ledger:
+        cost_column, cost_values, cost_lines = status_cost(
+            run, ledger, runner.submitted_executor(run, ledger))
+    err_console.print(status_table(records, title=f"run {info.run_id} · {info.dataset_name} · "
+                                   f"{info.pipeline['name']}",
+                                   extra=(cost_column, cost_values)))
+    err_console.print(counts_line(counts))
+    if group.state:
+        err_console.print(f"group step: {group.state}")
+    for line in cost_lines:
+        err_console.print(line)
+
+
+def logs_command(
+    run_ref: Annotated[str, typer.Argument(help="Run id or run directory.")],
+    scan: Annotated[str, typer.Argument(help="Scan id, e.g. sub-01_ses-1 (or 'group').")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
+    = False,
+) -> None:
+    """Print a scan's log (every attempt)."""
+    from .. import runner
+    from ..ledger import Ledger
+    from ..runs import find_run
+
+    run = find_run(run_ref)
+    if scan != "group":
+        run.spec(scan)  # an unknown scan is a clear error
+    with Ledger.open(run.ledger_path) as ledger:
+        executor = runner.executor_for(run, ledger)
+    for line in executor.logs(run, scan, follow=follow):
+        print(line, flush=follow)
+
+
+def retry_command(
+    run_ref: RunArg = None,
+    *,
+    overrides: dict[str, Any],
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and return.")] = False,
+) -> None:
+    """Run the failed scans of a run again (and only those)."""
+    from .. import runner
+    from ..runs import find_run
+
+    run = find_run(run_ref)
+    again = runner.retry_failed(run, overrides=overrides)
+    if not again:
+        err_console.print("nothing to retry: no failed scans")
+        return
+    err_console.print(f"retrying {len(again)} scan(s): {', '.join(again[:6])}"
+                      + (" …" if len(again) > 6 else ""), highlight=False)
+    if no_wait:
+        return
+    final = _watch(run, title=run.info().run_id, total=len(run.info().scans))
+    _finish(run, final, as_json=False)
+
+
+def cancel_command(run_ref: RunArg = None) -> None:
+    """Stop every queued and running scan of a run."""
+    from .. import runner
+    from ..progress import counts_line
+    from ..runs import find_run
+
+    run = find_run(run_ref)
+    counts = runner.cancel(run)
+    err_console.print(f"run {run.path.name} cancelled")
+    err_console.print(counts_line(counts))
+
+
+def demo_command(
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its dataset and outputs.")]
+    = Path("demo-work"),
+    subjects: Annotated[int, typer.Option(help="Synthetic subjects (2 sessions each).")] = 8,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", help="Scans at once (default: as many as the CPUs and memory fit).")]
+    = None,
+) -> None:
+    """The main job: a synthetic dataset, the demo pipeline over every scan, locally."""
+    from ..synth import make_dataset
+
+    dataset = workdir / "dataset"
+    output = workdir / "derivatives"
+    if not (dataset / "dataset_description.json").exists():
+        err_console.print(f"writing a synthetic BIDS dataset to {escape(str(dataset))}")
+        make_dataset(dataset, subjects=subjects, sessions=("1", "2"))
+    else:
+        err_console.print(f"using the synthetic dataset in {escape(str(dataset))}")
+    os.environ.setdefault("BIDSBATCH_HOME", str((workdir / "state").absolute()))
+    run_command(
+        dataset=str(dataset), output=str(output), pipeline="demo",
+        planning=Planning(participant_label=[], session_label=[], exclude_participant=[],
+                          labels_file=None, requester_pays=False, no_sign_request=False),
+        executor=ExecutorChoice(DEFAULT_EXECUTOR, {"jobs": jobs} if jobs else {}),
+        run_dir=None, force=False, no_wait=False, as_json=False,
+    )
+    group_tsv = output / "group_brainvolume.tsv"
+    if group_tsv.exists():
+        from rich.table import Table
+
+        rows = [ln.split("\t") for ln in group_tsv.read_text().splitlines() if ln]
+        table = Table(*rows[0], title="group result (group_brainvolume.tsv)",
+                      title_justify="left")
+        for row in rows[1:]:
+            table.add_row(*row)
+        err_console.print(table)
+    err_console.print(f"[bold]done.[/] derivatives in {escape(str(output.absolute()))}; "
+                      "run the same command again and every scan is skipped.")
