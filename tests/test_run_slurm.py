@@ -45,7 +45,7 @@ def _scans(status: dict) -> dict[str, dict]:
     return {s["scan_id"]: s for s in status["scans"]}
 
 
-def _until(what: str, check: Callable[[], bool], *, timeout: float = 90) -> None:
+def _until(what: str, check: Callable[[], bool], *, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -119,7 +119,7 @@ def test_run_status_logs_cost_report(ds: Path, tmp_path: Path, slurm: SlurmClust
 
 def test_killed_task_retry_while_running_then_cancel(ds: Path, tmp_path: Path,
                                                     slurm: SlurmCluster) -> None:
-    env = _env(slurm, BIDSBATCH_DEMO_SLEEP="25")
+    env = _env(slurm, BIDSBATCH_DEMO_SLEEP="60")
     res = run_cli("run", str(ds), str(tmp_path / "out"), *FAST, "--no-wait", "--json",
                   env=env)
     assert res.returncode == 0, res.stderr
