@@ -236,14 +236,14 @@ def test_vanished_task_fails_with_its_log_tail(ds: Path, tmp_path: Path,
                                                small_cluster: SlurmCluster) -> None:
     """Tasks Slurm forgot (MinJobAge) before a poll saw them end: markers, else failed."""
     env = _env(small_cluster, BIDSBATCH_DEMO_FAIL="02")
-    submitted = time.monotonic()
     res = run_cli("run", str(ds), str(tmp_path / "out"), "--executor", "slurm", "-p", "01,02",
                   "--slurm-poll-seconds", "15", "--no-wait", "--json", env=env)
     assert res.returncode == 0, res.stderr
+    submitted = time.monotonic()  # the next look is due 15 s after the submission ended
     run_id = json.loads(res.stdout)["run_id"]
     # no bidsbatch command looks meanwhile: the first poll finds every task gone
     _until("Slurm forgot the run's jobs", lambda: not _squeue(small_cluster, run_id))
-    time.sleep(max(0.0, 15.5 - (time.monotonic() - submitted)))
+    time.sleep(max(0.0, 16 - (time.monotonic() - submitted)))
     status = _status(run_id, env)
     scans = _scans(status)
     assert status["counts"]["succeeded"] == 2 and status["counts"]["failed"] == 2
