@@ -17,12 +17,12 @@ from pathlib import Path
 
 from ...errors import BidsbatchError
 from ...ledger import Ledger
-from ...locations import open_location
 from ...markers import done_scans
 from ...pipelines import check_no_credentials
 from ...runs import RunDir
 from ...specs import Spec
 from ...states import ACTIVE, GROUP_ACTIVE, GroupState, ScanState
+from ...storage import open_location
 from ..base import Executor
 from ..settings import ExecutorSettings
 from .commands import Runner, SlurmCommands
@@ -66,8 +66,7 @@ class SlurmExecutor(Executor):
 
     def submit(self, run: RunDir, specs: list[Spec], ledger: Ledger, *, force: bool) -> None:
         info = run.info()
-        check_no_credentials(info.pipeline.get("env") or {},
-                             where=f"pipeline {info.pipeline['name']}")
+        check_no_credentials(info.pipeline.env, where=f"pipeline {info.pipeline.name}")
         if specs:
             # their old tasks are done with: each gets its new task below
             with ledger.transaction():
@@ -76,7 +75,7 @@ class SlurmExecutor(Executor):
         sub = Submitter(commands=self.commands, settings=self.settings, run=run, info=info,
                         ledger=ledger)
         sub.submit_scans(specs, force=force)
-        if info.pipeline.get("group") and ledger.group().state == GroupState.SUBMITTED:
+        if info.pipeline.group and ledger.group().state == GroupState.SUBMITTED:
             try:
                 sub.submit_group(live_arrays=_live_arrays(ledger))
             except BaseException:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import BidsbatchError
-from ...locations import atomic_write
 from ...runs import RunDir
 from ...specs import Manifest
+from ...storage import atomic_write
 
 
 class SlurmFiles:

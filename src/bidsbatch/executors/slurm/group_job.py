@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ...locations import open_location
 from ...markers import done_scans
 from ...runs import RunDir
+from ...storage import open_location
 
 SKIPPED_LINE = "bidsbatch group job: skipped"
 

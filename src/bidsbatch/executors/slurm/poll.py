@@ -24,9 +24,9 @@ from pathlib import Path
 
 from ...group import group_record_key
 from ...ledger import Ledger, ScanRecord
-from ...locations import Location
 from ...markers import failed_key
 from ...states import ACTIVE, GROUP_ACTIVE, GroupState, ScanState
+from ...storage import Location
 from .commands import SlurmCommands, TaskRow
 from .files import SlurmFiles
 from .group_job import SKIPPED_LINE

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...pipelines import Resources
-from ...specs import ResourceSpec
 from .settings import SlurmSettings
 
 #: Staging in and out comes on top of the app's own timeout (the worker enforces that).
@@ -48,7 +47,7 @@ class JobShape:
     time_minutes: int
 
     @classmethod
-    def of(cls, resources: Resources | ResourceSpec) -> JobShape:
+    def of(cls, resources: Resources) -> JobShape:
         return cls(cpus=max(1, math.ceil(resources.vcpus)), memory_mib=resources.memory_mib,
                    gpus=resources.gpus,
                    time_minutes=resources.timeout_minutes + STAGING_MINUTES)

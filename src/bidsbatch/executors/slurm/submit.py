@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...ledger import Ledger
-from ...pipelines import Resources
 from ...runs import RunDir
 from ...specs import RunInfo, Spec
 from ...states import ScanState
@@ -117,12 +116,12 @@ class Submitter:
         if old:
             # a retry adds arrays: the old group job would not wait for them
             self.commands.scancel([old])
-        group = self.info.pipeline.get("group") or {}
-        resources = group.get("resources") or self.info.pipeline["resources"]
+        group = self.info.pipeline.group
+        resources = (group.resources if group else None) or self.info.pipeline.resources
         n = int(self.ledger.get_meta("slurm_submissions") or 1)
         text = script.group_script(
             run_id=self.info.run_id, run_dir=self.run.path.resolve(),
-            log_dir=self.files.log_dir, shape=script.JobShape.of(Resources(**resources)),
+            log_dir=self.files.log_dir, shape=script.JobShape.of(resources),
             settings=self.settings)
         path = self.files.write_script(self.files.group_script(n), text)
         options = [f"--dependency=afterany:{':'.join(live_arrays)}"] if live_arrays else []
