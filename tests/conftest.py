@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import moto_server
+from slurm_cluster import slurm  # noqa: F401 (the one-node Slurm cluster, session-wide)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

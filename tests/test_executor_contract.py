@@ -31,7 +31,7 @@ from conftest import BIN, run_cli, unique_bucket, upload_tree
 
 from bidsbatch.synth import make_dataset
 
-ENGINES = ["fake", "local", "aws-batch", "toy"]
+ENGINES = ["fake", "local", "aws-batch", "slurm", "toy"]
 SCANS = ["sub-01_ses-1", "sub-01_ses-2", "sub-02_ses-1", "sub-02_ses-2"]
 FAILING = ["sub-02_ses-1", "sub-02_ses-2"]
 
@@ -240,6 +240,19 @@ class BatchHarness(Harness):
         return json.loads(body["Body"].read())
 
 
+class SlurmHarness(Harness):
+    """A real one-node Slurm cluster on 127.0.0.1 (``slurm_cluster.py``), no accounting."""
+
+    name = "slurm"
+
+    def __init__(self, ds: Path, tmp: Path, cluster: Any) -> None:
+        super().__init__(ds, tmp)
+        self.env = dict(cluster.env)
+
+    def flags(self) -> list[str]:
+        return ["--executor", "slurm", "--slurm-poll-seconds", "1"]
+
+
 def cli(*args: str, env: dict[str, str] | None = None) -> Any:
     return run_cli(*args, env=env)
 
@@ -254,6 +267,8 @@ def engine(request: pytest.FixtureRequest, ds: Path, tmp_path: Path,
         yield LocalHarness(ds, tmp_path)
     elif name == "toy":
         yield ToyHarness(ds, tmp_path, toy_plugin)
+    elif name == "slurm":
+        yield SlurmHarness(ds, tmp_path, request.getfixturevalue("slurm"))
     else:
         from test_awsbatch import Batch
 
@@ -407,7 +422,7 @@ def test_a_plugin_executor_is_one_module_and_one_entry_point(toy_plugin: Path,
     assert logs.stdout.splitlines()[0] == "bonjour"
     unknown = cli("run", str(ds), str(out), "--executor", "nope")
     assert unknown.returncode == 2 and "unknown executor 'nope'" in unknown.stderr
-    assert "choose one of: local, aws-batch, fake" in unknown.stderr
+    assert "choose one of: local, aws-batch, slurm, fake" in unknown.stderr
 
 
 def test_no_executor_name_is_compared_outside_its_package() -> None:

@@ -105,7 +105,8 @@ def retry_failed(run: RunDir, *, overrides: dict[str, Any] | None = None) -> lis
         # What the retry changed (``--jobs``) holds for the rest of the run.
         ledger.record_executor(executor.name, executor.saved_settings())
         executor.poll(run, ledger)
-        if ledger.scans(states=ACTIVE):
+        # An engine that keeps its own queue takes the failed ones while the rest run.
+        if ledger.scans(states=ACTIVE) and not executor.accepts_rerun_while_active:
             raise UsageError(f"run {run.path.name} is still running",
                              hint="wait for it or cancel it before retrying")
         again = [r.scan_id for r in ledger.scans(states=(ScanState.FAILED,

@@ -28,6 +28,8 @@ class WorkerJob:
     manifest: str | None = None
     index: int | None = None
     index_base: int = 0
+    #: Added to the array index: the manifest position of this array's index 0.
+    index_offset: int = 0
     attempt: int | None = None
     job_id: str | None = None
     scratch: Path | None = None
@@ -73,7 +75,7 @@ def _run(job: WorkerJob, environ: dict[str, str]) -> int:
                     hint="pass --index, or run as an array job (AWS_BATCH_JOB_ARRAY_INDEX, "
                          "SLURM_ARRAY_TASK_ID)",
                 )
-            the_spec = load_manifest_spec(job.manifest, position)
+            the_spec = load_manifest_spec(job.manifest, position + job.index_offset)
     except TransientStorageError as exc:
         # Reading the spec is part of the job: a storage fault here is retryable too.
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)

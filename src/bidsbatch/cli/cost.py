@@ -335,8 +335,8 @@ def cost_lines(cost: RunCost) -> list[Text]:
     if not cost.priced:
         cpu = cost.cpu_seconds
         line = Text(f"CPU time {duration(cpu) or '0s'} over {duration(cost.wall_seconds) or '0s'}"
-                    f" of scan time ({len(cost.attempts)} attempts); no dollars: local runs "
-                    "use this machine")
+                    f" of scan time ({len(cost.attempts)} attempts); no dollars: this "
+                    "engine has no bill (CPU time is the measure)")
         lines.append(line)
         return lines
     line = Text("cost ")

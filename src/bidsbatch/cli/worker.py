@@ -25,6 +25,9 @@ def worker_command(
         help="Position in the manifest (overrides the array variables).")] = None,
     index_base: Annotated[int, typer.Option(
         help="The number the array counts from (Slurm's --array=1-N: 1).")] = 0,
+    index_offset: Annotated[int, typer.Option(
+        help="Added to the array index: the manifest position of this array's index 0 "
+             "(a run split into arrays by the cluster's MaxArraySize).", min=0)] = 0,
     attempt: Annotated[int | None, typer.Option(
         help="Attempt number (default: AWS_BATCH_JOB_ATTEMPT, SLURM_RESTART_COUNT+1, 1).",
         min=1)] = None,
@@ -53,7 +56,8 @@ def worker_command(
     from ..worker_entry import WorkerJob, run_job
 
     raise typer.Exit(run_job(WorkerJob(
-        spec=spec, manifest=manifest, index=index, index_base=index_base, attempt=attempt,
+        spec=spec, manifest=manifest, index=index, index_base=index_base,
+        index_offset=index_offset, attempt=attempt,
         job_id=job_id, scratch=scratch, keep_scratch=keep_scratch, force=force,
         timeout_minutes=timeout, transfers=transfers, transfer_retries=transfer_retries,
     )))

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "local": "bidsbatch.executors.local",
     "aws-batch": "bidsbatch.executors.awsbatch",
+    "slurm": "bidsbatch.executors.slurm",
     "fake": "bidsbatch.executors.fake",
 }
 ENTRY_POINT_GROUP = "bidsbatch.executors"
