@@ -33,6 +33,7 @@ from .locations import (
     hostile_reason,
     open_location,
 )
+from .safety import decode_utf8
 
 #: Folders at the root whose content is never a scan's input.
 EXCLUDED_TOP_DIRS = {"derivatives", "sourcedata", "code"}
@@ -137,7 +138,8 @@ class _Crawler:
         # data; a derivative dataset's names are not checked rather than misreported.
         self.check_names = description.get("DatasetType", "raw") != "derivative"
         if any(o.key == ".bidsignore" for o in root.objects):
-            self.ignore = _parse_bidsignore(self.loc.read_text(".bidsignore"))
+            self.ignore = _parse_bidsignore(decode_utf8(
+                self.loc.read_bytes(".bidsignore"), where=self.loc.describe(".bidsignore")))
 
         dataset_files: list[ObjectInfo] = []
         root_sidecars: list[tuple[ObjectInfo, BidsName]] = []

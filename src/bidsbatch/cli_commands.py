@@ -159,8 +159,11 @@ def plan_from_options(
     from .bids import crawl
     from .pipelines import load_pipeline
     from .plan import make_plan
+    from .safety import check_output_apart, check_s3_options
     from .selection import Selection
 
+    check_s3_options(requester_pays=requester_pays, no_sign_request=no_sign_request)
+    check_output_apart(dataset, output)  # before any listing: nothing is read or written
     s3 = S3Options(requester_pays=requester_pays, no_sign_request=no_sign_request)
     pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
     selection = Selection.build(

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from .console import err_console
-from .errors import TransientStorageError, UsageError
+from .errors import StorageError, TransientStorageError, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -86,6 +86,9 @@ def worker_command(
         # Reading the spec is part of the job: a storage fault here is retryable too.
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
         raise typer.Exit(EX_TEMPFAIL) from None
+    except StorageError as exc:
+        # A spec or manifest that cannot be read is a usage error (exit 2, as documented).
+        raise UsageError(f"cannot read the spec: {exc.message}", hint=exc.hint) from None
 
     options = WorkerOptions(
         scratch=scratch, keep_scratch=keep_scratch, force=force,

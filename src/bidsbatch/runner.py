@@ -20,6 +20,7 @@ from .ledger import ACTIVE, FAILED, SKIPPED, SUBMITTED, Ledger, ScanRecord
 from .locations import open_location
 from .markers import done_scans
 from .plan import Plan
+from .runlock import run_lock
 from .runs import RunDir
 from .specs import Spec
 
@@ -41,7 +42,8 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
     written again.
     """
     run = plan.write(run_dir)
-    with Ledger.open(run.ledger_path) as ledger:
+    # One starter at a time per run directory (the local supervisor keeps holding it).
+    with run_lock(run.path), Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(s.scan_id for s in plan.specs)
         ledger.set_meta("executor", executor.name)
         ledger.set_meta("executor_settings", executor.settings())
@@ -97,7 +99,7 @@ def executor_for(run: RunDir, ledger: Ledger, overrides: dict[str, Any] | None =
 
 def retry_failed(run: RunDir, *, overrides: dict[str, Any] | None = None) -> list[str]:
     """Submit the failed (and cancelled) scans of ``run`` again; returns their ids."""
-    with Ledger.open(run.ledger_path) as ledger:
+    with run_lock(run.path), Ledger.open(run.ledger_path) as ledger:
         executor = executor_for(run, ledger, overrides)
         executor.poll(run, ledger)
         if ledger.scans(states=ACTIVE):

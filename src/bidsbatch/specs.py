@@ -145,12 +145,24 @@ class RunInfo:
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "run.json") -> RunInfo:
+        hint = "plan the run again (bidsbatch plan DATASET OUTPUT --run-dir …) to rewrite it"
         try:
             data = json.loads(text)
-            known = {f.name for f in fields(cls)}
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise UsageError(f"{source}: not a valid run record ({exc})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{source}: not a valid run record ({exc})", hint=hint) from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{source}: not a valid run record (a JSON object is needed, "
+                             f"not {type(data).__name__})", hint=hint)
+        known = {f.name for f in fields(cls)}
+        try:
+            info = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise UsageError(f"{source}: not a valid run record ({exc})", hint=hint) from None
+        if not isinstance(info.scans, list) or not all(isinstance(x, str) for x in info.scans) \
+                or not isinstance(info.pipeline, dict) or not isinstance(info.run_id, str):
+            raise UsageError(f"{source}: not a valid run record (run_id, scans or pipeline "
+                             "has the wrong type)", hint=hint)
+        return info
 
 
 @dataclass(frozen=True)

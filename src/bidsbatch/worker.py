@@ -49,6 +49,7 @@ from .errors import (
     TransientStorageError,
     UsageError,
 )
+from .leases import ClaimHeld, ScanClaim
 from .locations import Location, open_location, safe_key
 from .markers import (
     Marker,
@@ -78,6 +79,7 @@ EX_OK = 0
 EX_FAILURE = 1  # the worker failed: bad spec, refused key, storage error that will not pass
 EX_USAGE = 2  # bad command line, unreadable spec or manifest
 EX_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: a storage fault that outlived its retries; retry me
+EX_CLAIMED = 86  # skipped: another run's worker holds the scan's lease (leases.py)
 EX_TIMEOUT = 124  # the app ran past its timeout (as timeout(1) reports it)
 EX_CANNOT_EXECUTE = 126  # the app exists but cannot be executed (as a shell reports it)
 EX_NOT_FOUND = 127  # the app is not on PATH (as a shell reports it)
@@ -599,6 +601,7 @@ def run_worker(
     log = WorkerLog(stream if stream is not None else sys.stdout, clock=clock)
     job = _Attempt(spec, options, log, clock, clock())
     scratch: Scratch | None = None
+    claim: ScanClaim | None = None
     out_loc: Location | None = output
     try:
         log.info(
@@ -617,6 +620,17 @@ def run_worker(
         if is_done(spec, previous) and not options.force:
             log.info(f"already done: {out_loc.describe(marker_key(spec.scan_id))} has config "
                      f"{spec.config_hash[:12]}; nothing to do (--force to run again)")
+            return EX_OK
+
+        # No scan runs twice at once: claim it in the output (a second run skips it).
+        claim = ScanClaim(out_loc, scan_id=spec.scan_id, run_id=spec.run_id,
+                          job_id=options.job_id, now=clock)
+        claim.acquire()
+        previous = read_marker(out_loc, spec.scan_id)
+        if is_done(spec, previous) and not options.force:
+            # Another run finished it between our first look and the claim.
+            log.info(f"already done: {out_loc.describe(marker_key(spec.scan_id))} was "
+                     "committed by another run meanwhile; nothing to do")
             return EX_OK
 
         scratch = Scratch.make(scratch_base(options.scratch, env), spec.scan_id)
@@ -662,6 +676,9 @@ def run_worker(
         commit(out_loc, marker, log=log)
         log.info(f"done: {spec.scan_id}")
         return EX_OK
+    except ClaimHeld as exc:
+        log.info(f"skipped: {exc.message}; not run here (no marker, no failure record)")
+        return EX_CLAIMED
     except TransientStorageError as exc:
         return _fail(job, out_loc, exc, EX_TEMPFAIL)
     except BidsbatchError as exc:
@@ -680,6 +697,8 @@ def run_worker(
                 log.info(f"scratch kept: {scratch.root}")
             else:
                 scratch.remove()
+        if claim is not None:
+            claim.release()
 
 
 def _fail(job: _Attempt, output: Location | None, exc: BidsbatchError, code: int) -> int:

@@ -30,12 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BidsbatchError, UsageError
-from ..ledger import ACTIVE, CANCELLED, SUBMITTED, Ledger
+from ..ledger import ACTIVE, CANCELLED, SKIPPED, SUBMITTED, Ledger
+from ..runlock import held_fd, try_lock
 from ..runs import RunDir
 from ..specs import Spec
 from .base import Executor
 
 EX_TEMPFAIL = 75
+EX_CLAIMED = 86  # the worker's "skipped: another run holds this scan" (worker.EX_CLAIMED)
+
+#: The supervisor's fd of the run directory's lock (closed in every forked worker).
+_LOCK_FD: int | None = None
 GRACE_SECONDS = 10.0
 
 
@@ -114,11 +119,17 @@ class LocalExecutor(Executor):
             cmd += ["--scratch", self.scratch]
         if force:
             cmd.append("--force")
+        # The run directory's lock (runner.start holds it) goes to the supervisor, which
+        # keeps it while it lives: no second run of this directory starts meanwhile.
+        lock_fd = held_fd(run.path)
+        if lock_fd is not None:
+            cmd += ["--lock-fd", str(lock_fd)]
         log = open(run.path / "supervisor.log", "ab")  # noqa: SIM115 (handed to the child)
         with log:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True,
+                pass_fds=(lock_fd,) if lock_fd is not None else (),
             )
         ledger.set_meta("supervisor_pid", proc.pid)
         ledger.set_meta("cancel_requested", False)
@@ -267,6 +278,10 @@ class _Supervisor:
         elif self.cancelling:
             self.ledger.finish_attempt(spec.scan_id, state=CANCELLED, exit_code=code,
                                        reason="cancelled by the user", cpu_seconds=cpu)
+        elif code == EX_CLAIMED:
+            self.ledger.finish_attempt(spec.scan_id, state=SKIPPED, exit_code=code,
+                                       reason=_claimed_reason(self.run.log_path(spec.scan_id)),
+                                       cpu_seconds=cpu)
         elif code == EX_TEMPFAIL and attempt < spec.attempts:
             # A transient storage fault: retried, as Batch's retry strategy would.
             self.ledger.finish_attempt(spec.scan_id, state=SUBMITTED, exit_code=code,
@@ -344,6 +359,22 @@ def _reason(code: int, log: Path) -> str:
     return f"exit {code}"
 
 
+def _claimed_reason(log: Path) -> str:
+    """The worker's own "skipped: … is being processed by …" line, from its log."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        m = _LOG_PREFIX.match(line)
+        if m and m["source"] == "worker" and line[m.end():].startswith("skipped: "):
+            return line[m.end():].split(";")[0]
+    return "skipped: the scan is being processed by another run"
+
+
 def _preload_worker() -> None:
     """Import what the worker needs once, so forked workers start without importing.
 
@@ -378,6 +409,8 @@ def _fork_command(args: list[str], log: Path, *, header: str) -> int:
     # The child: its own process group (so cancel reaches the app too), output to the log.
     code = 1
     try:
+        if _LOCK_FD is not None:  # the run's lock is the supervisor's, not its workers'
+            os.close(_LOCK_FD)
         os.setpgid(0, 0)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -413,7 +446,13 @@ def supervise(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int)
     parser.add_argument("--scratch")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--lock-fd", type=int)
     ns = parser.parse_args(argv)
+    global _LOCK_FD
+    _LOCK_FD = ns.lock_fd if ns.lock_fd is not None else try_lock(Path(ns.run_dir))
+    if _LOCK_FD is None:
+        print(f"run directory {ns.run_dir} is locked by another supervisor", file=sys.stderr)
+        return 2
     sup = _Supervisor(RunDir(Path(ns.run_dir)), jobs=ns.jobs, scratch=ns.scratch,
                       force=ns.force)
     return sup.main()
