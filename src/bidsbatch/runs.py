@@ -100,7 +100,17 @@ def mark_latest(run: RunDir) -> None:
 
 
 def find_run(ref: str | None) -> RunDir:
-    """A run by id, by path, or the newest one when ``ref`` is None."""
+    """A run by id, by path, or the newest one when ``ref`` is None.
+
+    Its ``run.json`` is read at once: a damaged one is one clear error for every
+    command, before any of them acts on the run.
+    """
+    run = _find_run(ref)
+    run.info()
+    return run
+
+
+def _find_run(ref: str | None) -> RunDir:
     if ref is None:
         latest = bidsbatch_home() / "latest"
         if not latest.exists():
