@@ -62,6 +62,7 @@ from .markers import (
     worker_log_key,
     write_marker,
 )
+from .orphans import die_with_parent, write_pid_file
 from .pipelines import CREDENTIAL_VARIABLES, check_no_credentials, fill_runtime
 from .specs import Manifest, Spec, canonical_json
 from .transfer import (
@@ -438,6 +439,7 @@ def run_app(
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=dict(env), cwd=cwd, start_new_session=True,
+            preexec_fn=die_with_parent(),  # a SIGKILLed worker takes its app with it
         )
     except FileNotFoundError:
         return AppResult(EX_NOT_FOUND, reason=f"app {argv[0]!r} not found (not on PATH here)")
@@ -634,6 +636,7 @@ def run_worker(
             return EX_OK
 
         scratch = Scratch.make(scratch_base(options.scratch, env), spec.scan_id)
+        write_pid_file(scratch.root)  # the next run removes it if this worker is killed
         log.attach(scratch.log)
         log.info(f"scratch: {scratch.root}")
         check_free_disk(scratch.root, spec, log=log)

@@ -228,6 +228,7 @@ class _Supervisor:
         if here not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
         self.ledger.set_meta("supervisor_pid", os.getpid())
+        self._clean_scratch()
         queue = [self.run.spec(r.scan_id) for r in self.ledger.scans(states=(SUBMITTED,))]
         slots = self.jobs or (slots_for(queue[0]) if queue else 1)
         self.ledger.set_meta("local_slots", slots)
@@ -247,6 +248,15 @@ class _Supervisor:
             return 130
         self._group()
         return 0
+
+    def _clean_scratch(self) -> None:
+        """Scratch folders of workers killed earlier (they could not clean up)."""
+        from ..orphans import clean_dead_scratch
+        from ..worker import scratch_base
+
+        base = scratch_base(Path(self.scratch) if self.scratch else None, os.environ)
+        for root in clean_dead_scratch(base):
+            print(f"removed the scratch folder of a dead worker: {root}", flush=True)
 
     def _start(self, spec: Spec) -> None:
         attempt = self.ledger.start_attempt(spec.scan_id)
@@ -271,6 +281,10 @@ class _Supervisor:
             return
         spec, attempt = self.children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
+        if code < 0:  # killed: it could not stop its app, whose children may live on
+            from ..orphans import kill_attempt
+
+            kill_attempt(run_id=spec.run_id, scan_id=spec.scan_id, attempt=attempt)
         cpu = rusage.ru_utime + rusage.ru_stime
         if code == 0:
             self.ledger.finish_attempt(spec.scan_id, state="succeeded", exit_code=0,
@@ -299,6 +313,11 @@ class _Supervisor:
         if counts["failed"] or counts["cancelled"]:
             self.ledger.set_meta("group_state", "skipped")
             self.ledger.set_meta("group_reason", "some scans did not succeed")
+            return
+        if any(r.state == SKIPPED and r.exit_code == EX_CLAIMED for r in self.ledger.scans()):
+            # Their outputs are not there yet: the run processing them runs the group step.
+            self.ledger.set_meta("group_state", "skipped")
+            self.ledger.set_meta("group_reason", "some scans are being processed by another run")
             return
         self.ledger.set_meta("group_state", "running")
         self.ledger.set_meta("group_started_at", self.ledger.now())
