@@ -258,3 +258,179 @@ def test_report_to_an_impossible_path(done_run: Path, tmp_path: Path) -> None:
 def test_worker_with_a_missing_spec_exits_2(tmp_path: Path) -> None:
     refused_unchanged(tmp_path, 2, "worker", "--spec", "/nonexistent/spec.json",
                       needles=("/nonexistent/spec.json",))
+
+
+# --------------------------------------------------------------------------- 6. not UTF-8
+
+
+def test_labels_file_that_is_not_utf8(ds: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(b"sub-01\nsub-0\xff\n")
+    refused_unchanged(tmp_path, 2, "plan", str(ds), str(tmp_path / "out"), "--labels-file",
+                      str(labels), needles=(str(labels), "not UTF-8", "0xff", "offset 12"))
+
+
+def test_pipeline_toml_that_is_not_utf8(ds: Path, tmp_path: Path) -> None:
+    pipe = tmp_path / "p.toml"
+    pipe.write_bytes(b'name = "caf\xe9"\n')
+    refused_unchanged(tmp_path, 2, "plan", str(ds), str(tmp_path / "out"), "--pipeline",
+                      str(pipe), needles=(str(pipe), "not UTF-8", "offset 11"))
+
+
+def test_bidsignore_that_is_not_utf8(ds: Path, tmp_path: Path) -> None:
+    (ds / ".bidsignore").write_bytes(b"extra/\n\xff\n")
+    refused_unchanged(tmp_path, 2, "plan", str(ds), str(tmp_path / "out"),
+                      needles=(str(ds / ".bidsignore"), "not UTF-8", "offset 7"))
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_not_fatal(ds: Path, tmp_path: Path) -> None:
+    bad = os.path.join(os.fsencode(ds / "sub-01" / "anat"), b"sub-01_\xff_T1w.json")
+    with open(bad, "wb") as fh:
+        fh.write(b"{}")
+    before = tree_sums(ds)
+    res = run_cli("plan", str(ds), str(tmp_path / "out"), "--json")
+    assert res.returncode == 0, res.stderr
+    assert "refused unsafe key" in res.stderr and "not UTF-8" in res.stderr
+    keys = {f["key"] for s in json.loads(res.stdout)["specs"] for f in s["inputs"]}
+    assert "sub-01/anat/sub-01_T1w.nii.gz" in keys and not any("\udcff" in k for k in keys)
+    assert changes(before, tree_sums(ds)) == []
+
+
+# --------------------------------------------------------------------------- 9. plan time
+
+
+def test_invalid_exclude_glob_fails_the_plan(ds: Path, tmp_path: Path) -> None:
+    pipe = tmp_path / "p.toml"
+    pipe.write_text('name = "x"\nimage = "x:1"\ncommand = ["app", "{participant}"]\n'
+                    '[output]\nexclude = ["tmp/**", "[z-a]"]\n')
+    refused_unchanged(tmp_path, 2, "plan", str(ds), str(tmp_path / "out"), "--pipeline",
+                      str(pipe), needles=("'[z-a]' is not a valid glob", str(pipe)))
+
+
+def test_requester_pays_and_no_sign_request_together(tmp_path: Path) -> None:
+    refused_unchanged(tmp_path, 2, "plan", "s3://openneuro.org/ds000114", str(tmp_path / "o"),
+                      "--requester-pays", "--no-sign-request",
+                      needles=("--requester-pays and --no-sign-request",))
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--executor", "local", "--platform", "fargate"], "--platform: an option of AWS Batch"),
+    (["--image", "me/app:1", "--job-queue", "q"], "--job-queue, --image: an option of AWS"),
+    (["--executor", "aws-batch", "--jobs", "2"], "--jobs: an option of the local executor"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--executor", "nope"], "unknown executor 'nope'"),
+])
+def test_option_combinations_checked_before_anything_runs(args: list[str], needle: str,
+                                                          ds: Path, tmp_path: Path) -> None:
+    refused_unchanged(tmp_path, 2, "run", str(ds), str(tmp_path / "out"), *args,
+                      needles=(needle,))
+
+
+@pytest.mark.parametrize(("toml", "needle"), [
+    ('name = "x"\nimage = "x:1"\ncommand = ["app"]\n', "never uses {participant}"),
+    ('name = "x"\nimage = "x:1"\ncommand = ["app", "{participant}"]\n[resources]\nvcpus = 0\n',
+     "vcpus must be a number"),
+    ('name = "x"\nimage = "x:1"\ncommand = ["app", "{participant}", "{nope}"]\n',
+     "unknown placeholder {nope}"),
+    ('name = "x"\nimage = "x:1"\ncommand = ["app", "{participant}"]\n[retry]\nattempts = 0\n',
+     "retry.attempts"),
+    ('name = "x"\ncommand = ["app", "{participant}"]\n', "'image' is missing"),
+    ('name = "x"\nimage = "x:1"\ncommand = ["app", "{participant}"]\nextra = 1\n',
+     "unknown key(s) extra"),
+    ('name = "x"\nimage = "x:1"\ncommand = ["app", "{participant}"]\n[env]\n'
+     'AWS_SECRET_ACCESS_KEY = "k"\n', "AWS_SECRET_ACCESS_KEY"),
+])
+def test_pipeline_fields_checked_at_plan_time(toml: str, needle: str, ds: Path,
+                                              tmp_path: Path) -> None:
+    pipe = tmp_path / "p.toml"
+    pipe.write_text(toml)
+    refused_unchanged(tmp_path, 2, "plan", str(ds), str(tmp_path / "out"), "--pipeline",
+                      str(pipe), needles=(needle,))
+
+
+# --------------------------------------------------------------------------- 10. symlinks
+
+
+def test_symlinks_out_of_the_dataset_are_refused_by_default(ds: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "elsewhere" / "secret.json"
+    secret.parent.mkdir()
+    secret.write_text('{"password": "x"}')
+    (ds / "sub-01" / "anat" / "sub-01_T1w.json").symlink_to(secret)
+    before = tree_sums(tmp_path, skip=(tmp_path / "bidsbatch-home",))
+    res = run_cli("plan", str(ds), str(tmp_path / "out"), "--json")
+    assert res.returncode == 0, res.stderr
+    assert "refused unsafe key 'sub-01/anat/sub-01_T1w.json': symlink out of the dataset" \
+        in res.stderr
+    keys = {f["key"] for s in json.loads(res.stdout)["specs"] for f in s["inputs"]}
+    assert "sub-01/anat/sub-01_T1w.json" not in keys
+    assert changes(before, tree_sums(tmp_path, skip=(tmp_path / "bidsbatch-home",))) == []
+    allowed = run_cli("plan", str(ds), str(tmp_path / "out"), "--json", "--follow-symlinks")
+    assert allowed.returncode == 0, allowed.stderr
+    keys = {f["key"] for s in json.loads(allowed.stdout)["specs"] for f in s["inputs"]}
+    assert "sub-01/anat/sub-01_T1w.json" in keys
+
+
+def test_git_annex_symlinks_inside_the_dataset_keep_working(ds: Path, tmp_path: Path) -> None:
+    """DataLad/git-annex: every data file is a symlink into .git/annex/objects."""
+    objects = ds / ".git" / "annex" / "objects"
+    for path in sorted(ds.glob("sub-*/anat/*.nii.gz")):
+        target = objects / "Xx" / "Yy" / path.name / path.name
+        target.parent.mkdir(parents=True)
+        path.rename(target)
+        path.symlink_to(os.path.relpath(target, path.parent))
+    out = tmp_path / "out"
+    res = run_cli("run", str(ds), str(out), "-p", "01", "--json")
+    assert res.returncode == 0, res.stderr
+    assert "refused unsafe key" not in res.stderr
+    assert json.loads(res.stdout)["counts"]["succeeded"] == 1
+    marker = json.loads((out / ".bidsbatch/done/sub-01.json").read_text())
+    assert marker["outputs"]
+
+
+# --------------------------------------------------------------------------- 11. smaller
+
+
+def test_logs_cannot_read_outside_the_run_dir(done_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.log").write_text("secret")
+    (tmp_path / "x.json").write_text("{}")
+    for scan in ("../../x", "../x", "/etc/passwd", "sub-01/../../x"):
+        line = refused_unchanged(tmp_path, 2, "logs", str(done_run), scan)
+        assert "secret" not in line
+
+
+def test_tampered_spec_with_dotdot_scan_id_and_s3_output(tmp_path: Path, s3, aws) -> None:  # type: ignore[no-untyped-def]
+    from conftest import unique_bucket
+
+    bucket = unique_bucket()
+    s3.create_bucket(Bucket=bucket)
+    spec = {
+        "spec_version": 1, "run_id": "r", "scan_id": "../../escape", "participant": "01",
+        "session": None, "dataset": f"s3://{bucket}/ds", "output": f"s3://{bucket}/out",
+        "pipeline": "demo", "image": "x", "argv": ["true"], "inputs": [],
+        "resources": {"vcpus": 1, "memory_mib": 512, "gpus": 0, "disk_gib": 1,
+                      "timeout_minutes": 1},
+        "attempts": 1, "config_hash": "h", "env": {}, "output_excludes": [],
+    }
+    from bidsbatch.specs import SPEC_VERSION
+
+    spec["spec_version"] = SPEC_VERSION
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    refused_unchanged(tmp_path, 2, "worker", "--spec", str(path),
+                      needles=("scan id '../../escape' is not a plain name",))
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)  # nothing written there
+
+
+@pytest.mark.parametrize("args", [
+    ["--participant-label", ""], ["-p", ","], ["-p", "sub-"], ["--session-label", ""],
+])
+def test_empty_labels_are_refused(args: list[str], ds: Path, tmp_path: Path) -> None:
+    refused_unchanged(tmp_path, 2, "plan", str(ds), str(tmp_path / "out"), *args,
+                      needles=("names no label",))
+
+
+def test_empty_labels_file_is_refused(ds: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# nobody yet\n\n")
+    refused_unchanged(tmp_path, 2, "plan", str(ds), str(tmp_path / "out"), "--labels-file",
+                      str(labels), needles=(str(labels), "names no participant"))

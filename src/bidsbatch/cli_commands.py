@@ -45,6 +45,10 @@ RunDirOpt = Annotated[
     Path | None, typer.Option("--run-dir", help="Where to keep the run (default: runs home).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+FollowSymlinksOpt = Annotated[
+    bool, typer.Option("--follow-symlinks",
+                       help="Local dataset: stage files whose symlinks lead outside it.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -131,6 +135,7 @@ def plan_command(
     no_sign_request: NoSignOpt = False,
     run_dir: RunDirOpt = None,
     as_json: JsonOpt = False,
+    follow_symlinks: FollowSymlinksOpt = False,
 ) -> None:
     """Crawl DATASET and write one JSON spec per scan into a run directory (a dry run)."""
     plan, run = plan_from_options(
@@ -138,6 +143,7 @@ def plan_command(
         participant_label=participant_label, session_label=session_label,
         exclude_participant=exclude_participant, labels_file=labels_file,
         requester_pays=requester_pays, no_sign_request=no_sign_request, run_dir=run_dir,
+        follow_symlinks=follow_symlinks,
     )
     if as_json:
         print_json(json.dumps({
@@ -153,7 +159,7 @@ def plan_from_options(
     *, dataset: str, output: str, pipeline: str, participant_label: list[str] | None,
     session_label: list[str] | None, exclude_participant: list[str] | None,
     labels_file: Path | None, requester_pays: bool, no_sign_request: bool,
-    run_dir: Path | None,
+    run_dir: Path | None, follow_symlinks: bool = False,
 ):  # type: ignore[no-untyped-def]
     """Crawl, select and plan from CLI values; write the run directory."""
     from .bids import crawl
@@ -170,7 +176,7 @@ def plan_from_options(
         participants=participant_label or [], sessions=session_label or [],
         exclude=exclude_participant or [], labels_file=labels_file,
     )
-    ds = crawl_with_progress(dataset, s3=s3, crawl=crawl)
+    ds = crawl_with_progress(dataset, s3=s3, crawl=crawl, follow_symlinks=follow_symlinks)
     for warning in ds.warnings:
         err_console.print(f"[yellow]warning:[/] {_esc(warning)}", highlight=False)
     plan = make_plan(ds, output, pipeline=pipe, selection=selection, s3=s3)
@@ -178,7 +184,8 @@ def plan_from_options(
     return plan, run
 
 
-def crawl_with_progress(dataset: str, *, s3: S3Options, crawl):  # type: ignore[no-untyped-def]
+def crawl_with_progress(dataset: str, *, s3: S3Options, crawl,  # type: ignore[no-untyped-def]
+                        follow_symlinks: bool = False):
     """Crawl with a progress bar on stderr once there are many subjects to list."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -198,7 +205,7 @@ def crawl_with_progress(dataset: str, *, s3: S3Options, crawl):  # type: ignore[
         progress.update(task, completed=done)
 
     try:
-        return crawl(dataset, s3=s3, progress=on_progress)
+        return crawl(dataset, s3=s3, progress=on_progress, follow_symlinks=follow_symlinks)
     finally:
         if task is not None:
             progress.stop()

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from .cli_commands import (
     ExcludeOpt,
+    FollowSymlinksOpt,
     JsonOpt,
     LabelsFileOpt,
     NoSignOpt,
@@ -54,6 +55,23 @@ def register(app: typer.Typer) -> None:
     app.command("group-step", hidden=False)(group_step_command)
 
 
+_LOCAL_ONLY = ("--jobs", "--scratch")
+_BATCH_ONLY = ("--job-queue", "--job-role", "--environment", "--image", "--platform",
+               "--array-size")
+
+
+def _check_executor_options(executor: str, given: dict[str, object]) -> None:
+    """An option of another executor would be ignored silently: refuse it instead."""
+    from .errors import UsageError
+
+    other = {"local": _BATCH_ONLY, "aws-batch": _LOCAL_ONLY}.get(executor, ())
+    wrong = [name for name in other if given.get(name) is not None]
+    if wrong:
+        owner = "AWS Batch" if executor == "local" else "the local executor"
+        raise UsageError(f"{', '.join(wrong)}: an option of {owner}, not of --executor "
+                         f"{executor}", hint="drop it, or choose the executor it belongs to")
+
+
 def _executor_options(**kw: object) -> dict[str, object]:
     return {k: v for k, v in kw.items() if v is not None}
 
@@ -88,11 +106,17 @@ def run_command(
     force: Annotated[bool, typer.Option("--force", help="Redo scans that are done.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and return.")] = False,
     as_json: JsonOpt = False,
+    follow_symlinks: FollowSymlinksOpt = False,
 ) -> None:
     """Plan DATASET, skip the scans already done, run the rest, and watch them."""
     from . import runner
     from .executors import make_executor
 
+    _check_executor_options(executor, {
+        "--jobs": jobs, "--scratch": scratch, "--job-queue": job_queue, "--job-role": job_role,
+        "--environment": environment, "--image": image, "--platform": platform,
+        "--array-size": array_size,
+    })
     exe = make_executor(executor, _executor_options(
         jobs=jobs, scratch=scratch, job_queue=job_queue, job_role=job_role,
         environment=environment, image=image, platform=platform, array_size=array_size,
@@ -102,6 +126,7 @@ def run_command(
         participant_label=participant_label, session_label=session_label,
         exclude_participant=exclude_participant, labels_file=labels_file,
         requester_pays=requester_pays, no_sign_request=no_sign_request, run_dir=run_dir,
+        follow_symlinks=follow_symlinks,
     )
     if not as_json:
         render_plan(plan, run, max_rows=0 if len(plan.specs) > 20 else 20)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import UsageError
-from .locations import ObjectInfo, S3Options
+from .locations import ObjectInfo, S3Options, hostile_reason
 
 SPEC_VERSION = 1
 
@@ -102,11 +102,20 @@ class Spec:
             values = {k: v for k, v in data.items() if k in known}
             values["inputs"] = [InputFile(**f) for f in data["inputs"]]
             values["resources"] = ResourceSpec(**data["resources"])
-            return cls(**values)
+            spec = cls(**values)
         except UsageError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{source}: not a valid bidsbatch spec ({exc})") from None
+        # The scan id names files (markers, logs, the scratch folder): a plain name only,
+        # checked before anything is written anywhere.
+        sid = spec.scan_id
+        reason = "not a string" if not isinstance(sid, str) else (
+            hostile_reason(sid) or ("a '/' in it" if "/" in sid else None))
+        if reason:
+            raise UsageError(f"{source}: scan id {sid!r} is not a plain name ({reason})",
+                             hint="the spec was changed by hand or damaged; plan the run again")
+        return spec
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "spec") -> Spec:
