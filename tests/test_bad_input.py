@@ -314,9 +314,9 @@ def test_requester_pays_and_no_sign_request_together(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["--executor", "local", "--platform", "fargate"], "--platform: an option of AWS Batch"),
-    (["--image", "me/app:1", "--job-queue", "q"], "--job-queue, --image: an option of AWS"),
-    (["--executor", "aws-batch", "--jobs", "2"], "--jobs: an option of the local executor"),
+    (["--executor", "local", "--platform", "fargate"], "--platform is an option of the"),
+    (["--image", "me/app:1", "--job-queue", "q"], "is an option of the aws-batch executor"),
+    (["--executor", "aws-batch", "--jobs", "2"], "--jobs is an option of the local"),
     (["--jobs", "0"], "--jobs must be at least 1"),
     (["--executor", "nope"], "unknown executor 'nope'"),
 ])

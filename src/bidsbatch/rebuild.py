@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import BidsbatchError
-from .ledger import FAILED, SUCCEEDED, Ledger
+from .ledger import Ledger
 from .locations import open_location
 from .markers import failed_key, is_done, read_marker
 from .runlock import run_lock
 from .runs import RunDir
+from .states import ScanState
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def rebuild_ledger(run: RunDir) -> Rebuilt:
                     marker = read_marker(output, spec.scan_id)
                     if is_done(spec, marker):
                         assert marker is not None
-                        ledger.update(spec.scan_id, state=SUCCEEDED, exit_code=0,
+                        ledger.update(spec.scan_id, state=ScanState.SUCCEEDED, exit_code=0,
                                       attempts=marker.attempt, started_at=marker.started_at,
                                       finished_at=marker.finished_at,
                                       job_id=marker.executor_job_id,
@@ -58,14 +59,13 @@ def rebuild_ledger(run: RunDir) -> Rebuilt:
                         continue
                     failure = _failure(output, spec.scan_id, spec.config_hash)
                     if failure is not None:
-                        ledger.update(spec.scan_id, state=FAILED,
+                        ledger.update(spec.scan_id, state=ScanState.FAILED,
                                       exit_code=failure.get("exit_code"),
                                       attempts=int(failure.get("attempt") or 1),
                                       reason=str(failure.get("reason") or "failed"))
                         bad += 1
             if (run.path / "supervisor.log").exists():
-                ledger.set_meta("executor", "local")
-                ledger.set_meta("executor_settings", {})
+                ledger.record_executor("local", {})
     return Rebuilt(aside, ok, bad, len(specs) - ok - bad)
 
 

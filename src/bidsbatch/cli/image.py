@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .cli_commands import PipelineOpt
-from .console import err_console
+from ..console import err_console
+from .plan import PipelineOpt
 
 image_app = typer.Typer(
     name="image", no_args_is_help=True,
@@ -32,8 +32,8 @@ def dockerfile_command(
         "--output", "-o", help="Write the Dockerfile here instead of to stdout.")] = None,
 ) -> None:
     """Print a Dockerfile that adds bidsbatch to a pipeline's image, for AWS Batch."""
-    from .image import dockerfile, image_plan
-    from .pipelines import load_pipeline
+    from ..image import dockerfile, image_plan
+    from ..pipelines import load_pipeline
 
     plan = image_plan(load_pipeline(pipeline), base=base)
     text = dockerfile(plan)
