@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BidsbatchError
-from .locations import LocalLocation, Location, S3Location
+from .storage import LocalLocation, Location, S3Location
 
 #: How long a lease lasts without renewal, and how often its holder renews it.
 LEASE_SECONDS = 600.0

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from .errors import BidsbatchError
 from .ledger import Ledger
-from .locations import open_location
 from .markers import failed_key, is_done, read_marker
 from .runlock import run_lock
 from .runs import RunDir
 from .states import ScanState
+from .storage import open_location
 
 
 @dataclass(frozen=True)

@@ -44,13 +44,13 @@ from .cost import (
 )
 from .executors import Executor
 from .ledger import GroupRecord, Ledger, ScanRecord
-from .locations import atomic_write
 from .pricing import PriceTable, job_resources, load_prices, run_cost_for
 from .report_assets import CSS, JS
 from .runner import executor_for
 from .runs import RunDir
 from .specs import RunInfo
 from .states import STATES
+from .storage import atomic_write
 
 REPORT_FILE = "report.html"
 #: Above this many attempts (or rows) the timeline bins scans and time into cells.
@@ -146,7 +146,7 @@ def render(data: ReportData, *, out_dir: Path) -> str:
 def _header(data: ReportData) -> str:
     e = html.escape
     info = data.info
-    pipe = info.pipeline.get("name", "")
+    pipe = info.pipeline.name
     res = job_resources(info)
     where = data.executor.describe() if data.executor else "not submitted"
     if data.cost.region:
@@ -781,9 +781,9 @@ def _footer(data: ReportData) -> str:
         ("dataset", info.dataset),
         ("output", info.output),
         ("run directory", str(data.run.path)),
-        ("pipeline", f"{info.pipeline.get('name', '')} · {info.pipeline.get('image', '')} · "
+        ("pipeline", f"{info.pipeline.name} · {info.pipeline.image} · "
                      f"{res.vcpus:g} vCPU, {res.memory_mib:,} MiB, "
-                     f"{info.pipeline.get('attempts', '')} attempts"),
+                     f"{info.pipeline.attempts} attempts"),
         ("executor", data.executor.describe() if data.executor else "–"),
         ("bidsbatch", info.bidsbatch_version),
     ]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RunNotFoundError, UsageError
-from .locations import atomic_write, hostile_reason
 from .specs import RunInfo, Spec
+from .storage import atomic_write, hostile_reason
 
 
 def bidsbatch_home() -> Path:

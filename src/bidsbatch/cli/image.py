@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..console import err_console
-from .plan import PipelineOpt
+from .options import PipelineOpt
 
 image_app = typer.Typer(
     name="image", no_args_is_help=True,

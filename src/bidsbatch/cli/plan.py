@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..console import err_console, print_json
-from ..plan import Plan
+from ..planning import Plan
 from ..runs import RunDir
 from .options import JsonOpt, PipelineOpt, Planning, RunDirOpt, planning_options
 from .render import crawl_with_progress, render_plan
@@ -111,7 +111,7 @@ def plan_from_options(
     """Crawl, select and plan from CLI values; write the run directory."""
     from ..bids import crawl
     from ..pipelines import load_pipeline
-    from ..plan import make_plan
+    from ..planning import make_plan
     from ..safety import check_output_apart, check_s3_options
 
     check_s3_options(requester_pays=planning.requester_pays,
