@@ -267,7 +267,7 @@ def _check_globs(patterns: list[str], fail: Any) -> None:
     """Each exclude compiles now, not at stage-out after the app ran."""
     import re
 
-    from .transfer import compile_excludes
+    from .storage.transfer import compile_excludes
 
     for pattern in patterns:
         try:
