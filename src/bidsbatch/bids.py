@@ -15,6 +15,7 @@ listing per subject, not one per key prefix.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import pathspec
 
 from .bidsnames import BidsName, is_valid_label, name_validator, parse_name
 from .errors import DatasetError, StorageError
+from .safety import decode_utf8
 from .storage import (
     LocalLocation,
     Location,
@@ -94,14 +96,20 @@ def crawl(
     s3: S3Options = S3Options(),
     max_workers: int = 16,
     progress: Progress | None = None,
+    follow_symlinks: bool = False,
 ) -> Dataset:
     """Crawl the BIDS dataset at ``uri`` into a :class:`Dataset`.
 
     ``progress(done, total)`` is called as subjects are listed.
     Raises :class:`DatasetError` when it is not a BIDS dataset or has no scans.
+    In a local dataset, a symlink that leads outside the dataset folder is
+    refused (reported like an unsafe key) unless ``follow_symlinks``; links that
+    stay inside (git-annex's into ``.git/annex/objects``) are fine.
     """
     location = uri if isinstance(uri, Location) else open_location(uri, s3=s3)
-    return _Crawler(location, max_workers=max_workers, progress=progress).run()
+    crawler = _Crawler(location, max_workers=max_workers, progress=progress)
+    crawler.follow_symlinks = follow_symlinks
+    return crawler.run()
 
 
 class _Crawler:
@@ -116,6 +124,10 @@ class _Crawler:
         self.ignore: pathspec.PathSpec | None = None
         self.n_files = 0
         self.check_names = True
+        self.follow_symlinks = False
+        self._real_root: str | None = None
+        if isinstance(location, LocalLocation):
+            self._real_root = os.path.realpath(location.root)
 
     # -- the steps
 
@@ -136,7 +148,8 @@ class _Crawler:
         # data; a derivative dataset's names are not checked rather than misreported.
         self.check_names = description.get("DatasetType", "raw") != "derivative"
         if any(o.key == ".bidsignore" for o in root.objects):
-            self.ignore = bidsignore_spec(self.loc.read_text(".bidsignore"))
+            self.ignore = bidsignore_spec(decode_utf8(
+                self.loc.read_bytes(".bidsignore"), where=self.loc.describe(".bidsignore")))
 
         dataset_files: list[ObjectInfo] = []
         root_sidecars: list[tuple[ObjectInfo, BidsName]] = []
@@ -302,13 +315,22 @@ class _Crawler:
         if key.endswith("/"):
             return False  # a zero-byte "folder" object some S3 tools make
         self.n_files += 1
-        reason = hostile_reason(key)
+        reason = hostile_reason(key) or self._leaves_dataset(key)
         if reason:
             self.refused.append((key, reason))
             return False
         if key == ".bidsignore":
             return True
         return not any(p.startswith(".") for p in key.split("/"))
+
+    def _leaves_dataset(self, key: str) -> str | None:
+        """Why a local key is refused for where its symlinks lead, or None."""
+        if self._real_root is None or self.follow_symlinks:
+            return None
+        real = os.path.realpath(os.path.join(self._real_root, key))
+        if real == self._real_root or real.startswith(self._real_root + os.sep):
+            return None
+        return "symlink out of the dataset (--follow-symlinks to allow)"
 
     def _ignored(self, path: str) -> bool:
         return self.ignore is not None and self.ignore.match_file(path)

@@ -32,6 +32,9 @@ def print_error(exc: BidsbatchError) -> None:
     """A typed error as the user sees it: one ``error:`` line, and a hint when there is one."""
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+    # soft_wrap: one line however long (paths are), never folded at the width.
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False,
+                      soft_wrap=True)
     if exc.hint:
-        err_console.print(f"  [dim]hint:[/] {escape(exc.hint)}", highlight=False)
+        err_console.print(f"  [dim]hint:[/] {escape(exc.hint)}", highlight=False,
+                          soft_wrap=True)

@@ -13,6 +13,7 @@ EX_OK = 0
 EX_FAILURE = 1  # a failure of the world: bad spec, refused key, storage error that will not pass
 EX_USAGE = 2  # what the user typed or named is wrong
 EX_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: a storage fault that outlived its retries; retry me
+EX_CLAIMED = 86  # skipped: another run's worker holds the scan's lease (leases.py)
 EX_TIMEOUT = 124  # the app ran past its timeout (as timeout(1) reports it)
 EX_CANNOT_EXECUTE = 126  # the app exists but cannot be executed (as a shell reports it)
 EX_NOT_FOUND = 127  # the app is not on PATH (as a shell reports it)

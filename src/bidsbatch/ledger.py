@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import BidsbatchError
 from .states import STATES, GroupState, ScanState
 from .timestamps import Clock, iso, utcnow
 
@@ -133,6 +134,17 @@ class JobRecord:
     details: dict[str, Any]
 
 
+class LedgerDamagedError(BidsbatchError):
+    """The ledger file cannot be read as a SQLite database (damaged, truncated, a folder)."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        run = path.parent
+        super().__init__(
+            f"the run ledger {path} is damaged ({detail})",
+            hint=f"rebuild it from the completion markers: bidsbatch status {run} --rebuild",
+        )
+
+
 class Ledger:
     """The SQLite record of one run. Open with :meth:`open`; use as a context manager."""
 
@@ -142,11 +154,22 @@ class Ledger:
 
     @classmethod
     def open(cls, path: Path | str, *, clock: Clock = utcnow) -> Ledger:
-        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.executescript(_SCHEMA)
+        """Open (or create) the ledger; a damaged one is a :class:`LedgerDamagedError`."""
+        conn = None
+        try:
+            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # A truncated file opens fine and fails at some later query: find out now.
+            check = conn.execute("PRAGMA quick_check").fetchone()
+            if check and check[0] != "ok":
+                raise sqlite3.DatabaseError(check[0])
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            raise LedgerDamagedError(Path(path), str(exc)) from None
         return cls(conn, clock=clock)
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CredentialsInJobError, PipelineError
+from .safety import read_utf8
 
 #: Placeholders known when a scan is planned.
 PLAN_PLACEHOLDERS = {"participant", "session", "scan_id", "n_cpus", "mem_mib", "mem_gb"}
@@ -249,6 +250,7 @@ def _parse(data: dict[str, Any], source: str) -> Pipeline:
         raise fail("output.exclude must be a list of glob patterns")
     expected = _parse_expected(output.get("expect", []), fail)
     required, input_excludes = _parse_inputs(data.get("inputs", {}), fail)
+    _check_globs(excludes, fail)
 
     group = None
     if "group" in data:
@@ -320,6 +322,17 @@ def _parse_inputs(value: Any, fail: Any) -> tuple[tuple[str, ...], tuple[str, ..
     if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
         raise fail("inputs.exclude must be a list of glob patterns")
     return tuple(require), tuple(exclude)
+def _check_globs(patterns: list[str], fail: Any) -> None:
+    """Each exclude compiles now, not at stage-out after the app ran."""
+    import re
+
+    from .storage.transfer import compile_excludes
+
+    for pattern in patterns:
+        try:
+            compile_excludes([pattern])
+        except re.error as exc:
+            raise fail(f"output.exclude: {pattern!r} is not a valid glob ({exc})") from None
 
 
 def _flatten(template: Template) -> list[str]:
@@ -403,7 +416,7 @@ def load_pipeline(name_or_path: str | Path) -> Pipeline:
         raw, source = res.read_text(encoding="utf-8"), f"preset {text_name}"
     elif path.suffix == ".toml" or path.exists():
         try:
-            raw = path.read_text(encoding="utf-8")
+            raw = read_utf8(path, what="pipeline file")
         except FileNotFoundError:
             raise PipelineError(f"pipeline file {path} does not exist") from None
         except OSError as exc:

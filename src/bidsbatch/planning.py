@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from .bids import Dataset, Scan, crawl
 from .errors import DatasetError, UsageError
 from .fingerprint import ParticipantsTable, config_hash, fingerprint
 from .pipelines import Pipeline, check_no_credentials, load_pipeline
+from .runmarker import claim_run_dir, previous_scans
 from .runs import RunDir, mark_latest, runs_root
+from .safety import check_output_apart, check_run_dir_apart, check_s3_options
 from .scan_inputs import missing_required, without_excluded
 from .selection import Selection
 from .specs import InputFile, RunInfo, Spec, sha256_of
@@ -44,25 +47,31 @@ class Plan:
         if self._written is not None and run.run_json.exists() \
                 and self._written.path.absolute() == run.path.absolute():
             return self._written
-        run.specs_dir.mkdir(parents=True, exist_ok=True)
-        run.logs_dir.mkdir(exist_ok=True)
-        _write_if_changed(run.run_json, self.info.to_json())
-        keep = set()
-        for spec in self.specs:
-            path = run.spec_path(spec.scan_id)
-            keep.add(path.name)
-            _write_if_changed(path, spec.to_json())
-        for stale in run.specs_dir.glob("*.json"):
-            if stale.name not in keep:
-                stale.unlink()
+        if not self.info.dataset.startswith("s3://"):
+            check_run_dir_apart(run.path, self.info.dataset)
+        claim_run_dir(run.path)  # a folder of the user's own is refused, never cleaned
+        # Stale specs are those the previous run.json listed: only files bidsbatch wrote.
+        stale = previous_scans(run.path) - {s.scan_id for s in self.specs}
+        try:
+            run.specs_dir.mkdir(exist_ok=True)
+            run.logs_dir.mkdir(exist_ok=True)
+            _write_if_changed(run.run_json, self.info.to_json())
+            for spec in self.specs:
+                _write_if_changed(run.spec_path(spec.scan_id), spec.to_json())
+            for scan_id in stale:
+                run.spec_path(scan_id).unlink(missing_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot write run directory {run.path}: {exc.strerror}",
+                             hint="give --run-dir a writable folder") from None
         mark_latest(run)
         self._written = run
         return run
 
 
 def _write_if_changed(path: Path, text: str) -> None:
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == text.encode("utf-8"):
+            return
     atomic_write(path, text)
 
 
@@ -83,15 +92,8 @@ def make_plan(
     out_loc = open_location(output)  # --requester-pays/--no-sign-request: the dataset's
     out_uri = out_loc.uri
     ds_uri = dataset.uri
-    if not out_loc.is_remote and not ds_uri.startswith("s3://"):
-        ds_path, out_path = Path(ds_uri), Path(out_uri)
-        inside = out_path == ds_path or ds_path in out_path.parents
-        under_derivatives = ds_path / "derivatives" in out_path.parents
-        if inside and not under_derivatives:
-            raise UsageError(
-                f"output {out_uri} is inside the dataset {ds_uri}",
-                hint="write outputs elsewhere, or under the dataset's derivatives/ folder",
-            )
+    check_s3_options(requester_pays=s3.requester_pays, no_sign_request=s3.no_sign_request)
+    check_output_apart(ds_uri, out_uri)  # resolved: a symlink to the dataset is the dataset
     scans = selection.apply(dataset.scans)
     left_out = {}
     runnable = []

@@ -19,6 +19,7 @@ from .executors import Executor, restore_executor
 from .ledger import GroupRecord, Ledger, ScanRecord
 from .markers import done_scans
 from .planning import Plan
+from .runlock import run_lock
 from .runs import RunDir
 from .specs import Spec
 from .states import ACTIVE, GroupState, ScanState
@@ -41,7 +42,8 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
     written again.
     """
     run = plan.write(run_dir)
-    with Ledger.open(run.ledger_path) as ledger:
+    # One starter at a time per run directory (the local supervisor keeps holding it).
+    with run_lock(run.path), Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(s.scan_id for s in plan.specs)
         ledger.record_executor(executor.name, executor.saved_settings())
         executor.poll(run, ledger)  # a previous invocation may still be running
@@ -100,7 +102,7 @@ def submitted_executor(run: RunDir, ledger: Ledger) -> Executor | None:
 
 def retry_failed(run: RunDir, *, overrides: dict[str, Any] | None = None) -> list[str]:
     """Submit the failed (and cancelled) scans of ``run`` again; returns their ids."""
-    with Ledger.open(run.ledger_path) as ledger:
+    with run_lock(run.path), Ledger.open(run.ledger_path) as ledger:
         executor = executor_for(run, ledger, overrides)
         # What the retry changed (``--jobs``) holds for the rest of the run.
         ledger.record_executor(executor.name, executor.saved_settings())

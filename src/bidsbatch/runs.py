@@ -13,16 +13,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RunNotFoundError
+from .errors import RunNotFoundError, UsageError
 from .specs import RunInfo, Spec
-from .storage import atomic_write
+from .storage import atomic_write, hostile_reason
 
 
 def bidsbatch_home() -> Path:
     """The folder bidsbatch keeps its runs in."""
     env = os.environ.get("BIDSBATCH_HOME")
     if env:
-        return Path(env).expanduser()
+        home = Path(env).expanduser()
+        if home.exists() and not home.is_dir():
+            raise UsageError(f"BIDSBATCH_HOME={env} is a file, not a folder",
+                             hint="point BIDSBATCH_HOME at a folder, or unset it")
+        return home
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "bidsbatch"
 
@@ -61,14 +65,19 @@ class RunDir:
 
     def info(self) -> RunInfo:
         try:
-            return RunInfo.from_json(self.run_json.read_text(), source=str(self.run_json))
+            data = self.run_json.read_bytes()
         except FileNotFoundError:
             raise RunNotFoundError(f"{self.path} is not a run directory (no run.json)") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.run_json}: {exc.strerror}") from None
+        return RunInfo.from_json(data, source=str(self.run_json))
 
     def spec(self, scan_id: str) -> Spec:
         path = self.spec_path(scan_id)
+        if hostile_reason(scan_id) or "/" in scan_id:
+            raise UsageError(f"{scan_id!r} is not a scan id", hint="e.g. sub-01_ses-1")
         try:
-            return Spec.from_json(path.read_text(), source=str(path))
+            return Spec.from_json(path.read_bytes(), source=str(path))
         except FileNotFoundError:
             known = sorted(p.stem for p in self.specs_dir.glob("*.json"))[:6]
             raise RunNotFoundError(
@@ -82,12 +91,26 @@ class RunDir:
 
 def mark_latest(run: RunDir) -> None:
     home = bidsbatch_home()
-    home.mkdir(parents=True, exist_ok=True)
-    atomic_write(home / "latest", str(run.path.resolve()) + "\n")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        atomic_write(home / "latest", str(run.path.resolve()) + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write {home / 'latest'}: {exc.strerror}",
+                         hint="point BIDSBATCH_HOME at a writable folder") from None
 
 
 def find_run(ref: str | None) -> RunDir:
-    """A run by id, by path, or the newest one when ``ref`` is None."""
+    """A run by id, by path, or the newest one when ``ref`` is None.
+
+    Its ``run.json`` is read at once: a damaged one is one clear error for every
+    command, before any of them acts on the run.
+    """
+    run = _find_run(ref)
+    run.info()
+    return run
+
+
+def _find_run(ref: str | None) -> RunDir:
     if ref is None:
         latest = bidsbatch_home() / "latest"
         if not latest.exists():

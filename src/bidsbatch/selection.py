@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .bids import Scan
 from .errors import SelectionError, UsageError
+from .safety import read_utf8
 
 
 def _strip(label: str, prefix: str) -> str:
@@ -36,6 +37,13 @@ class Selection:
         comma-separated; plus a labels file (see :func:`read_labels_file`)."""
 
         def split(values: list[str] | tuple[str, ...], prefix: str) -> list[str]:
+            for v in values:
+                if not v.strip(", \t") or _strip(v, prefix) == "":
+                    # An empty label would silently mean "every scan": refuse it.
+                    option = {"sub-": "--participant-label", "ses-": "--session-label"}[prefix]
+                    raise UsageError(f"{option} {v!r} names no label",
+                                     hint=f"give a label such as {prefix}01, or leave the "
+                                          "option out to process every scan")
             return [_strip(x, prefix) for v in values for x in v.split(",") if x.strip()]
 
         parts = split(participants, "sub-")
@@ -114,18 +122,30 @@ def read_labels_file(path: Path) -> tuple[list[str], list[str]]:
     column (and an optional ``session_id`` column) like ``participants.tsv``.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_utf8(Path(path), what="labels file")
     except OSError as exc:
         raise UsageError(f"cannot read labels file {path}: {exc.strerror}") from None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), 1)
+                if ln.strip() and not ln.lstrip().startswith("#")]
+    if not numbered:
+        raise UsageError(f"labels file {path} names no participant or scan",
+                         hint="one label a line, or a TSV with participant_id; an empty "
+                              "file would select every scan")
+    lines = [ln for _n, ln in numbered]
     parts: list[str] = []
     scans: list[str] = []
     if lines and "participant_id" in lines[0].split("\t"):
         header = lines[0].split("\t")
         pi = header.index("participant_id")
         si = header.index("session_id") if "session_id" in header else None
-        for ln in lines[1:]:
+        for number, ln in numbered[1:]:
             cols = ln.split("\t")
+            if len(cols) <= pi or not cols[pi].strip():
+                raise UsageError(
+                    f"labels file {path}, line {number}: no participant_id (the row has "
+                    f"{len(cols)} column(s), participant_id is column {pi + 1})",
+                    hint="separate the columns with tabs, as in participants.tsv",
+                )
             p = _strip(cols[pi], "sub-")
             if si is not None and len(cols) > si and cols[si].strip() not in ("", "n/a"):
                 scans.append(f"sub-{p}_ses-{_strip(cols[si], 'ses-')}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import UsageError
 from .pipelines import Pipeline, Resources
-from .storage import Location, ObjectInfo, S3Options, open_location
+from .storage import Location, ObjectInfo, S3Options, hostile_reason, open_location
 
 SPEC_VERSION = 1
 
@@ -119,11 +119,20 @@ class Spec(_Places):
             values = {k: v for k, v in data.items() if k in known}
             values["inputs"] = [InputFile(**f) for f in data["inputs"]]
             values["resources"] = Resources.from_record(data["resources"])
-            return cls(**values)
+            spec = cls(**values)
         except UsageError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{source}: not a valid bidsbatch spec ({exc})") from None
+        # The scan id names files (markers, logs, the scratch folder): a plain name only,
+        # checked before anything is written anywhere.
+        sid = spec.scan_id
+        reason = "not a string" if not isinstance(sid, str) else (
+            hostile_reason(sid) or ("a '/' in it" if "/" in sid else None))
+        if reason:
+            raise UsageError(f"{source}: scan id {sid!r} is not a plain name ({reason})",
+                             hint="the spec was changed by hand or damaged; plan the run again")
+        return spec
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "spec") -> Spec:
@@ -166,12 +175,27 @@ class RunInfo(_Places):
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "run.json") -> RunInfo:
+        hint = "plan the run again (bidsbatch plan DATASET OUTPUT --run-dir …) to rewrite it"
         try:
             data = json.loads(text)
-            known = {f.name for f in fields(cls)}
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
-            raise UsageError(f"{source}: not a valid run record ({exc})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{source}: not a valid run record ({exc})", hint=hint) from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{source}: not a valid run record (a JSON object is needed, "
+                             f"not {type(data).__name__})", hint=hint)
+        known = {f.name for f in fields(cls)}
+        try:
+            info = cls(**{k: v for k, v in data.items() if k in known})
+        except UsageError as exc:  # its pipeline is not a valid pipeline record
+            raise UsageError(f"{source}: not a valid run record ({exc.message})",
+                             hint=hint) from None
+        except (TypeError, KeyError, AttributeError, ValueError) as exc:
+            raise UsageError(f"{source}: not a valid run record ({exc})", hint=hint) from None
+        if not isinstance(info.scans, list) or not all(isinstance(x, str) for x in info.scans) \
+                or not isinstance(info.run_id, str):
+            raise UsageError(f"{source}: not a valid run record (run_id or scans has the "
+                             "wrong type)", hint=hint)
+        return info
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from typing import IO, TextIO
 from . import __version__
 from .errors import (
     EX_CANNOT_EXECUTE,
+    EX_CLAIMED,
     EX_FAILURE,
     EX_NOT_FOUND,
     EX_OK,
@@ -56,6 +57,7 @@ from .errors import (
     UsageError,
 )
 from .expected_outputs import check_expected
+from .leases import ClaimHeld, ScanClaim
 from .markers import (
     STATE_PREFIX,
     Marker,
@@ -67,6 +69,7 @@ from .markers import (
     worker_log_key,
     write_marker,
 )
+from .orphans import die_with_parent, write_pid_file
 from .pipelines import CREDENTIAL_VARIABLES, check_no_credentials, fill_runtime
 from .specs import Manifest, Spec, canonical_json
 from .storage import Location, OutputFile, open_location, safe_key
@@ -423,6 +426,7 @@ def run_app(
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=dict(env), cwd=cwd, start_new_session=True,
+            preexec_fn=die_with_parent(),  # a SIGKILLed worker takes its app with it
         )
     except FileNotFoundError:
         return AppResult(EX_NOT_FOUND, reason=f"app {argv[0]!r} not found (not on PATH here)")
@@ -587,6 +591,7 @@ def run_worker(
     log = WorkerLog(stream if stream is not None else sys.stdout, clock=clock)
     job = _Attempt(spec, options, log, clock, clock())
     scratch: Scratch | None = None
+    claim: ScanClaim | None = None
     out_loc: Location | None = output
     try:
         log.info(
@@ -607,7 +612,19 @@ def run_worker(
                      f"{spec.config_hash[:12]}; nothing to do (--force to run again)")
             return EX_OK
 
+        # No scan runs twice at once: claim it in the output (a second run skips it).
+        claim = ScanClaim(out_loc, scan_id=spec.scan_id, run_id=spec.run_id,
+                          job_id=options.job_id, now=clock)
+        claim.acquire()
+        previous = read_marker(out_loc, spec.scan_id)
+        if is_done(spec, previous) and not options.force:
+            # Another run finished it between our first look and the claim.
+            log.info(f"already done: {out_loc.describe(marker_key(spec.scan_id))} was "
+                     "committed by another run meanwhile; nothing to do")
+            return EX_OK
+
         scratch = Scratch.make(scratch_base(options.scratch, env), spec.scan_id)
+        write_pid_file(scratch.root)  # the next run removes it if this worker is killed
         log.attach(scratch.log)
         log.info(f"scratch: {scratch.root}")
         check_free_disk(scratch.root, spec, log=log)
@@ -657,6 +674,9 @@ def run_worker(
         commit(out_loc, marker, log=log)
         log.info(f"done: {spec.scan_id}")
         return EX_OK
+    except ClaimHeld as exc:
+        log.info(f"skipped: {exc.message}; not run here (no marker, no failure record)")
+        return EX_CLAIMED
     except TransientStorageError as exc:
         return _fail(job, out_loc, exc, EX_TEMPFAIL)
     except BidsbatchError as exc:
@@ -675,6 +695,8 @@ def run_worker(
                 log.info(f"scratch kept: {scratch.root}")
             else:
                 scratch.remove()
+        if claim is not None:
+            claim.release()
 
 
 def _fail(job: _Attempt, output: Location | None, exc: BidsbatchError, code: int) -> int:

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .console import err_console, print_error
-from .errors import EX_TEMPFAIL, BidsbatchError, TransientStorageError, UsageError
+from .errors import (
+    EX_TEMPFAIL,
+    BidsbatchError,
+    StorageError,
+    TransientStorageError,
+    UsageError,
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,9 @@ def _run(job: WorkerJob, environ: dict[str, str]) -> int:
         # Reading the spec is part of the job: a storage fault here is retryable too.
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
         return EX_TEMPFAIL
+    except StorageError as exc:
+        # A spec or manifest that cannot be read is a usage error (exit 2, as documented).
+        raise UsageError(f"cannot read the spec: {exc.message}", hint=exc.hint) from None
 
     options = WorkerOptions(
         scratch=job.scratch, keep_scratch=job.keep_scratch, force=job.force,

@@ -84,20 +84,29 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("[yellow]aborted[/]")
         return 1
     except Exception as exc:  # click's usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show(file=sys.stderr)
-            return exc.exit_code
+        if _is_click_exception(exc):
+            exc.show(file=sys.stderr)  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
         if debug:
             raise
         err_console.print(
             f"[bold red]error:[/] unexpected {type(exc).__name__}: {_escape(str(exc))}",
-            highlight=False,
+            highlight=False, soft_wrap=True,
         )
         err_console.print("  [dim]hint:[/] rerun with --debug for the traceback")
         return 1
     return 0
+
+
+def _is_click_exception(exc: BaseException) -> bool:
+    """A usage error of click (missing or bad parameter, unknown option or command).
+
+    typer up to 0.28 raises ``click``'s exceptions; 0.29 raises those of the copy of
+    click it bundles (``typer._click``), which are other classes with the same
+    names. Matching the class name works under both (and the pins of pyproject).
+    """
+    return any(c.__name__ == "ClickException" for c in type(exc).__mro__) \
+        and hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
 
 
 def _escape(text: str) -> str:

@@ -116,7 +116,8 @@ def estimate_command(
     pipe = load_pipeline(pipeline)
     selection = planning.selection()
     table = load_prices(prices)  # a bad price file fails before any listing
-    ds = crawl_with_progress(dataset, s3=planning.s3, crawl=crawl)
+    ds = crawl_with_progress(dataset, s3=planning.s3, crawl=crawl,
+                             follow_symlinks=planning.follow_symlinks)
     scans = selection.apply(ds.scans)
     asked_region = region or default_region()
     if refresh_prices:
@@ -424,7 +425,14 @@ def report_command(
     run = find_run(run_ref)
     table = load_prices(prices)
     fetch_details(run)
-    path = write_report(run, output, table=table)
+    try:
+        path = write_report(run, output, table=table)
+    except OSError as exc:
+        from ..errors import BidsbatchError
+
+        raise BidsbatchError(f"cannot write the report to {output or run.path}: "
+                             f"{exc.strerror or exc}",
+                             hint="give -o a path in a folder you can write") from None
     if as_json:
         print_json(json.dumps({"run_id": run.info().run_id, "report": str(path)}))
     err_console.print(f"report: {escape(str(path))}", highlight=False)

@@ -52,6 +52,7 @@ class Planning:
     labels_file: Path | None
     requester_pays: bool
     no_sign_request: bool
+    follow_symlinks: bool = False
 
     @property
     def s3(self) -> S3Options:
@@ -86,6 +87,9 @@ _PLANNING = [
     parameter("no_sign_request", Annotated[bool, typer.Option(
         "--no-sign-request",
         help="Read public buckets (such as OpenNeuro's) without credentials.")], False),
+    parameter("follow_symlinks", Annotated[bool, typer.Option(
+        "--follow-symlinks",
+        help="Local dataset: stage files whose symlinks lead outside it.")], False),
 ]
 
 
@@ -97,7 +101,7 @@ def planning_options(func: Callable[..., Any]) -> Callable[..., Any]:
             session_label=v["session_label"] or [],
             exclude_participant=v["exclude_participant"] or [],
             labels_file=v["labels_file"], requester_pays=v["requester_pays"],
-            no_sign_request=v["no_sign_request"])
+            no_sign_request=v["no_sign_request"], follow_symlinks=v["follow_symlinks"])
 
     return extend(func, into="planning", params=_PLANNING, build=build)
 

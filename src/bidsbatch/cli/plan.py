@@ -125,11 +125,16 @@ def plan_from_options(
     from ..bids import crawl
     from ..pipelines import load_pipeline
     from ..planning import make_plan
+    from ..safety import check_output_apart, check_s3_options
 
+    check_s3_options(requester_pays=planning.requester_pays,
+                     no_sign_request=planning.no_sign_request)
+    check_output_apart(dataset, output)  # before any listing: nothing is read or written
     s3 = planning.s3
     pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
     selection = planning.selection()
-    ds = crawl_with_progress(dataset, s3=s3, crawl=crawl)
+    ds = crawl_with_progress(dataset, s3=s3, crawl=crawl,
+                             follow_symlinks=planning.follow_symlinks)
     for warning in ds.warnings:
         err_console.print(f"[yellow]warning:[/] {_esc(warning)}", highlight=False)
     plan = make_plan(ds, output, pipeline=pipe, selection=selection, s3=s3)

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from ..storage import S3Options
 
 
-def crawl_with_progress(dataset: str, *, s3: S3Options,
-                        crawl: Callable[..., Dataset]) -> Dataset:
+def crawl_with_progress(dataset: str, *, s3: S3Options, crawl: Callable[..., Dataset],
+                        follow_symlinks: bool = False) -> Dataset:
     """Crawl with a progress bar on stderr once there are many subjects to list."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -39,7 +39,7 @@ def crawl_with_progress(dataset: str, *, s3: S3Options,
         progress.update(task, completed=done)
 
     try:
-        return crawl(dataset, s3=s3, progress=on_progress)
+        return crawl(dataset, s3=s3, progress=on_progress, follow_symlinks=follow_symlinks)
     finally:
         if task is not None:
             progress.stop()

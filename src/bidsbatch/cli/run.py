@@ -149,6 +149,9 @@ def status_command(
     run_ref: RunArg = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow until it ends.")] = False,
     as_json: JsonOpt = False,
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Rebuild a damaged ledger from the completion markers first.")]
+    = False,
 ) -> None:
     """Show the state of every scan of a run, and the counts."""
     from .. import runner
@@ -159,6 +162,13 @@ def status_command(
 
     run = find_run(run_ref)
     info = run.info()
+    if rebuild:
+        from ..rebuild import rebuild_ledger
+
+        done = rebuild_ledger(run)
+        aside = f"; the old one is {done.moved_aside}" if done.moved_aside else ""
+        err_console.print(f"ledger rebuilt: {done.succeeded} succeeded, {done.failed} failed, "
+                          f"{done.unknown} not known{escape(aside)}", highlight=False)
     if watch:
         final = _watch(run, title=info.run_id, total=len(info.scans))
         records, counts, group = final.records, final.counts, final.group

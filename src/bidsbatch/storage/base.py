@@ -71,12 +71,19 @@ def safe_key(key: str) -> str:
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
+# A local file name that is not UTF-8 reaches Python with its bad bytes as lone
+# surrogates (PEP 383); such a name cannot be stored as an S3 key or in a spec.
+_NOT_UTF8 = re.compile("[\ud800-\udfff]")
+
+
 def hostile_reason(key: str) -> str | None:
     """Why ``key`` is unsafe to use as a relative local path, or None when it is safe."""
     if not key:
         return "empty key"
     if _CONTROL_CHARS.search(key):
         return "control character"
+    if _NOT_UTF8.search(key):
+        return "not UTF-8"
     if "\\" in key:
         return "backslash"
     if key.startswith("/"):

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 from ...errors import BidsbatchError, UsageError
 from ...ledger import Ledger
+from ...runlock import held_fd
 from ...runs import RunDir
 from ...specs import Spec
 from ...states import ACTIVE, GROUP_ACTIVE, GroupState, ScanState
@@ -83,11 +84,17 @@ class LocalExecutor(Executor):
             cmd += ["--scratch", self.settings.scratch]
         if force:
             cmd.append("--force")
+        # The run directory's lock (runner.start holds it) goes to the supervisor, which
+        # keeps it while it lives: no second run of this directory starts meanwhile.
+        lock_fd = held_fd(run.path)
+        if lock_fd is not None:
+            cmd += ["--lock-fd", str(lock_fd)]
         log = open(run.path / "supervisor.log", "ab")  # noqa: SIM115 (handed to the child)
         with log:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True,
+                pass_fds=(lock_fd,) if lock_fd is not None else (),
             )
         ledger.set_meta("supervisor_pid", proc.pid)
 

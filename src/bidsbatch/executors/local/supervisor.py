@@ -24,8 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...errors import EX_INTERRUPTED, EX_TEMPFAIL, BidsbatchError
+from ...errors import EX_CLAIMED, EX_INTERRUPTED, EX_TEMPFAIL, BidsbatchError
 from ...ledger import Ledger
+from ...runlock import try_lock
 from ...runs import RunDir
 from ...specs import Spec
 from ...states import GroupState, ScanState
@@ -33,6 +34,9 @@ from ...worker_entry import WorkerJob, run_job
 from ..base import with_own_bin_on_path
 from .executor import GRACE_SECONDS, GROUP_LOG
 from .slots import slots_for
+
+#: The supervisor's fd of the run directory's lock (closed in every forked worker).
+_LOCK_FD: int | None = None
 
 
 class _Supervisor:
@@ -67,6 +71,7 @@ class _Supervisor:
         signal.signal(signal.SIGINT, self.on_signal)
         os.environ.update(with_own_bin_on_path(os.environ))
         self.ledger.set_meta("supervisor_pid", os.getpid())
+        self._clean_scratch()
         queue = [self.run.spec(r.scan_id)
                  for r in self.ledger.scans(states=(ScanState.SUBMITTED,))]
         slots = self.jobs or (slots_for(queue[0]) if queue else 1)
@@ -88,6 +93,15 @@ class _Supervisor:
         self._group()
         return 0
 
+    def _clean_scratch(self) -> None:
+        """Scratch folders of workers killed earlier (they could not clean up)."""
+        from ...orphans import clean_dead_scratch
+        from ...worker import scratch_base
+
+        base = scratch_base(Path(self.scratch) if self.scratch else None, os.environ)
+        for root in clean_dead_scratch(base):
+            print(f"removed the scratch folder of a dead worker: {root}", flush=True)
+
     def _start(self, spec: Spec) -> None:
         attempt = self.ledger.start_attempt(spec.scan_id)
         log = self.run.log_path(spec.scan_id)
@@ -108,6 +122,10 @@ class _Supervisor:
             return
         spec, attempt = self.children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
+        if code < 0:  # killed: it could not stop its app, whose children may live on
+            from ...orphans import kill_attempt
+
+            kill_attempt(run_id=spec.run_id, scan_id=spec.scan_id, attempt=attempt)
         cpu = rusage.ru_utime + rusage.ru_stime
         if code == 0:
             self.ledger.finish_attempt(spec.scan_id, state=ScanState.SUCCEEDED, exit_code=0,
@@ -115,6 +133,10 @@ class _Supervisor:
         elif self.cancelling:
             self.ledger.finish_attempt(spec.scan_id, state=ScanState.CANCELLED, exit_code=code,
                                        reason="cancelled by the user", cpu_seconds=cpu)
+        elif code == EX_CLAIMED:
+            self.ledger.finish_attempt(spec.scan_id, state=ScanState.SKIPPED, exit_code=code,
+                                       reason=_claimed_reason(self.run.log_path(spec.scan_id)),
+                                       cpu_seconds=cpu)
         elif code == EX_TEMPFAIL and attempt < spec.attempts:
             # A transient storage fault: retried, as Batch's retry strategy would.
             self.ledger.finish_attempt(spec.scan_id, state=ScanState.SUBMITTED, exit_code=code,
@@ -131,6 +153,12 @@ class _Supervisor:
         counts = self.ledger.counts()
         if counts[ScanState.FAILED] or counts[ScanState.CANCELLED]:
             self.ledger.set_group(GroupState.SKIPPED, reason="some scans did not succeed")
+            return
+        if any(r.state == ScanState.SKIPPED and r.exit_code == EX_CLAIMED
+               for r in self.ledger.scans()):
+            # Their outputs are not there yet: the run processing them runs the group step.
+            self.ledger.set_group(GroupState.SKIPPED,
+                                  reason="some scans are being processed by another run")
             return
         self.ledger.set_group(GroupState.RUNNING, started_at=self.ledger.now())
         log = self.run.logs_dir / GROUP_LOG
@@ -187,6 +215,22 @@ def _reason(code: int, log: Path) -> str:
     return f"exit {code}"
 
 
+def _claimed_reason(log: Path) -> str:
+    """The worker's own "skipped: … is being processed by …" line, from its log."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        m = _LOG_PREFIX.match(line)
+        if m and m["source"] == "worker" and line[m.end():].startswith("skipped: "):
+            return line[m.end():].split(";")[0]
+    return "skipped: the scan is being processed by another run"
+
+
 def _preload_worker() -> None:
     """Import what the worker needs once, so forked workers start without importing."""
     with contextlib.suppress(ImportError):
@@ -218,6 +262,8 @@ def _fork(main: Callable[[], int], log: Path, *, header: str) -> int:
     # The child: its own process group (so cancel reaches the app too), output to the log.
     code = 1
     try:
+        if _LOCK_FD is not None:  # the run's lock is the supervisor's, not its workers'
+            os.close(_LOCK_FD)
         os.setpgid(0, 0)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -251,7 +297,13 @@ def supervise(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int)
     parser.add_argument("--scratch")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--lock-fd", type=int)
     ns = parser.parse_args(argv)
+    global _LOCK_FD
+    _LOCK_FD = ns.lock_fd if ns.lock_fd is not None else try_lock(Path(ns.run_dir))
+    if _LOCK_FD is None:
+        print(f"run directory {ns.run_dir} is locked by another supervisor", file=sys.stderr)
+        return 2
     sup = _Supervisor(RunDir(Path(ns.run_dir)), jobs=ns.jobs, scratch=ns.scratch,
                       force=ns.force)
     return sup.main()
