@@ -45,6 +45,26 @@ RunDirOpt = Annotated[
     Path | None, typer.Option("--run-dir", help="Where to keep the run (default: runs home).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+ContainerOpt = Annotated[
+    str | None, typer.Option(
+        "--container", metavar="RUNTIME",
+        help="Run the app with docker, podman, apptainer or none (a plain process). Default: "
+             "the pipeline's, the user config's, else the first of apptainer/podman/docker "
+             "that works here.")
+]
+FsLicenseOpt = Annotated[
+    Path | None, typer.Option("--fs-license-file", metavar="PATH",
+                              help="FreeSurfer license, bound read-only into every job.")
+]
+ImageCacheOpt = Annotated[
+    Path | None, typer.Option("--image-cache", metavar="DIR",
+                              help="Apptainer: where SIFs are built, once per image digest "
+                                   "(default: BIDSBATCH_HOME/images).")
+]
+ContainerUserOpt = Annotated[
+    str | None, typer.Option("--container-user", metavar="UID:GID",
+                             help="The user the app runs as in the container (default: you).")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -130,14 +150,22 @@ def plan_command(
     requester_pays: RequesterPaysOpt = False,
     no_sign_request: NoSignOpt = False,
     run_dir: RunDirOpt = None,
+    container: ContainerOpt = None,
+    fs_license_file: FsLicenseOpt = None,
+    image_cache: ImageCacheOpt = None,
+    container_user: ContainerUserOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Crawl DATASET and write one JSON spec per scan into a run directory (a dry run)."""
+    from .containers.choose import ContainerChoice
+
     plan, run = plan_from_options(
         dataset=dataset, output=output, pipeline=pipeline,
         participant_label=participant_label, session_label=session_label,
         exclude_participant=exclude_participant, labels_file=labels_file,
         requester_pays=requester_pays, no_sign_request=no_sign_request, run_dir=run_dir,
+        container=ContainerChoice(runtime=container, fs_license_file=fs_license_file,
+                                  image_cache=image_cache, user=container_user),
     )
     if as_json:
         print_json(json.dumps({
@@ -153,16 +181,27 @@ def plan_from_options(
     *, dataset: str, output: str, pipeline: str, participant_label: list[str] | None,
     session_label: list[str] | None, exclude_participant: list[str] | None,
     labels_file: Path | None, requester_pays: bool, no_sign_request: bool,
-    run_dir: Path | None,
+    run_dir: Path | None, container=None, inside_image: bool = False,
 ):  # type: ignore[no-untyped-def]
-    """Crawl, select and plan from CLI values; write the run directory."""
+    """Crawl, select and plan from CLI values; write the run directory.
+
+    ``container`` (a :class:`~bidsbatch.containers.choose.ContainerChoice`): what the
+    command line said about containers; ``inside_image``: the executor's job is the
+    image (AWS Batch), so the app runs without a container in it.
+    """
     from .bids import crawl
+    from .containers.choose import ContainerChoice, container_spec
     from .pipelines import load_pipeline
     from .plan import make_plan
     from .selection import Selection
 
     s3 = S3Options(requester_pays=requester_pays, no_sign_request=no_sign_request)
     pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
+    # A missing license or runtime is one clear line before any listing, too.
+    how = container_spec(pipe.container, pipeline_name=pipe.name,
+                         choice=container or ContainerChoice(), inside_image=inside_image,
+                         warn=lambda text: err_console.print(f"[yellow]warning:[/] {_esc(text)}",
+                                                             highlight=False))
     selection = Selection.build(
         participants=participant_label or [], sessions=session_label or [],
         exclude=exclude_participant or [], labels_file=labels_file,
@@ -170,7 +209,7 @@ def plan_from_options(
     ds = crawl_with_progress(dataset, s3=s3, crawl=crawl)
     for warning in ds.warnings:
         err_console.print(f"[yellow]warning:[/] {_esc(warning)}", highlight=False)
-    plan = make_plan(ds, output, pipeline=pipe, selection=selection, s3=s3)
+    plan = make_plan(ds, output, pipeline=pipe, selection=selection, s3=s3, container=how)
     run = plan.write(run_dir)
     return plan, run
 

@@ -11,7 +11,11 @@ import typer
 from rich.markup import escape
 
 from .cli_commands import (
+    ContainerOpt,
+    ContainerUserOpt,
     ExcludeOpt,
+    FsLicenseOpt,
+    ImageCacheOpt,
     JsonOpt,
     LabelsFileOpt,
     NoSignOpt,
@@ -85,12 +89,18 @@ def run_command(
         help="AWS Batch: ec2 (default) or fargate.")] = None,
     array_size: Annotated[int | None, typer.Option(
         hidden=True, help="AWS Batch: scans per array job (at most 10,000).")] = None,
+    container: ContainerOpt = None,
+    fs_license_file: FsLicenseOpt = None,
+    image_cache: ImageCacheOpt = None,
+    container_user: ContainerUserOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Redo scans that are done.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and return.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Plan DATASET, skip the scans already done, run the rest, and watch them."""
     from . import runner
+    from .containers.choose import ContainerChoice
+    from .containers.images import prepare_images
     from .executors import make_executor
 
     exe = make_executor(executor, _executor_options(
@@ -102,9 +112,15 @@ def run_command(
         participant_label=participant_label, session_label=session_label,
         exclude_participant=exclude_participant, labels_file=labels_file,
         requester_pays=requester_pays, no_sign_request=no_sign_request, run_dir=run_dir,
+        container=ContainerChoice(runtime=container, fs_license_file=fs_license_file,
+                                  image_cache=image_cache, user=container_user),
+        inside_image=exe.runs_in_image,
     )
     if not as_json:
         render_plan(plan, run, max_rows=0 if len(plan.specs) > 20 else 20)
+    # The image is had once, here: a missing one is one error, not one per scan.
+    for line in prepare_images(plan.specs):
+        err_console.print(line, highlight=False)
     started = runner.start(plan, executor=exe, run_dir=run.path, force=force)
     msg = f"run {plan.run_id}: {len(started.submitted)} scan(s) submitted to {exe.name}"
     if started.skipped:
@@ -327,7 +343,8 @@ def demo_command(
         participant_label=None, session_label=None, exclude_participant=None,
         labels_file=None, requester_pays=False, no_sign_request=False, run_dir=None,
         executor="local", jobs=jobs, scratch=None, job_queue=None, job_role=None,
-        environment=None, image=None, platform=None, array_size=None, force=False,
+        environment=None, image=None, platform=None, array_size=None, container=None,
+        fs_license_file=None, image_cache=None, container_user=None, force=False,
         no_wait=False, as_json=False,
     )
     group_tsv = output / "group_brainvolume.tsv"

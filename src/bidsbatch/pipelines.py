@@ -31,6 +31,7 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
+from .containers.settings import PipelineContainer, parse_pipeline_container
 from .errors import CredentialsInJobError, PipelineError
 
 #: Placeholders known when a scan is planned.
@@ -77,6 +78,8 @@ class Pipeline:
     env: dict[str, str] = field(default_factory=dict)
     output_excludes: tuple[str, ...] = ()
     group: GroupStep | None = None
+    #: ``[container]`` and ``[assets]``: how the image is run (not in the output hash).
+    container: PipelineContainer = field(default_factory=PipelineContainer)
     source: str = ""
 
     @classmethod
@@ -98,6 +101,10 @@ class Pipeline:
         data = asdict(self)
         data["output_excludes"] = list(self.output_excludes)
         data.pop("source")
+        # Left out when unset, so that run ids of pipelines without one stay as they were.
+        data.pop("container")
+        if self.container != PipelineContainer():
+            data["container"] = self.container.to_dict()
         return data
 
     def argv_for(self, *, participant: str, session: str | None, scan_id: str) -> list[str]:
@@ -160,7 +167,7 @@ def _fields(item: str) -> list[str]:
 
 
 _TOP_KEYS = {"name", "description", "image", "command", "resources", "retry", "env", "output",
-             "group"}
+             "group", "container", "assets"}
 _RESOURCE_KEYS = {"vcpus", "memory_mib", "gpus", "disk_gib", "timeout_minutes"}
 
 
@@ -229,6 +236,7 @@ def _parse(data: dict[str, Any], source: str) -> Pipeline:
         env=dict(env),
         output_excludes=tuple(excludes),
         group=group,
+        container=parse_pipeline_container(data, source),
         source=source,
     )
 

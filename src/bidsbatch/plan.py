@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import __version__
 from .bids import Dataset, Scan, crawl
+from .containers.settings import ContainerSpec
 from .errors import UsageError
 from .locations import S3Options, atomic_write, open_location
 from .pipelines import Pipeline, check_no_credentials, load_pipeline
@@ -71,10 +72,21 @@ def make_plan(
     pipeline: Pipeline | str = "demo",
     selection: Selection = Selection(),
     s3: S3Options = S3Options(),
+    container: ContainerSpec | None = None,
 ) -> Plan:
-    """Plan a run: one :class:`Spec` per selected scan. Deterministic."""
+    """Plan a run: one :class:`Spec` per selected scan. Deterministic.
+
+    ``container`` is how every scan's app runs (:func:`bidsbatch.containers.choose.
+    container_spec` decides it); by default the pipeline's own ``[container]``
+    runtime, else none (a plain process): nothing is detected here.
+    """
     if isinstance(pipeline, str):
         pipeline = load_pipeline(pipeline)
+    if container is None:
+        from .containers.choose import container_spec
+
+        container = container_spec(pipeline.container, pipeline_name=pipeline.name,
+                                   detect=False, require_license=False)
     check_no_credentials(pipeline.env, where=f"pipeline {pipeline.name}")
     if isinstance(dataset, str):
         dataset = crawl(dataset, s3=s3)
@@ -91,7 +103,7 @@ def make_plan(
                 hint="write outputs elsewhere, or under the dataset's derivatives/ folder",
             )
     scans = selection.apply(dataset.scans)
-    specs_wo_run = [_spec(scan, dataset, out_uri, pipeline, s3) for scan in scans]
+    specs_wo_run = [_spec(scan, dataset, out_uri, pipeline, s3, container) for scan in scans]
     run_id = _run_id(pipeline, ds_uri, out_uri, selection, s3, specs_wo_run)
     specs = [_with_run_id(s, run_id) for s in specs_wo_run]
     info = RunInfo(
@@ -112,7 +124,7 @@ def make_plan(
 
 
 def _spec(scan: Scan, dataset: Dataset, output: str, pipeline: Pipeline,
-          s3: S3Options) -> Spec:
+          s3: S3Options, container: ContainerSpec) -> Spec:
     argv = pipeline.argv_for(participant=scan.participant, session=scan.session,
                              scan_id=scan.id)
     inputs = [InputFile.from_object(f) for f in scan.files]
@@ -140,6 +152,7 @@ def _spec(scan: Scan, dataset: Dataset, output: str, pipeline: Pipeline,
         output_excludes=list(pipeline.output_excludes),
         requester_pays=s3.requester_pays,
         no_sign_request=s3.no_sign_request,
+        container=container,
     )
 
 

@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .containers.settings import ContainerSpec
 from .errors import UsageError
 from .locations import ObjectInfo, S3Options
 
@@ -73,6 +74,9 @@ class Spec:
     output_excludes: list[str] = field(default_factory=list)
     requester_pays: bool = False
     no_sign_request: bool = False
+    #: How the worker runs the app (runtime, binds, env names); not in the config hash.
+    #: None: as a plain process (specs planned before containers existed).
+    container: ContainerSpec | None = None
     spec_version: int = SPEC_VERSION
 
     @property
@@ -102,6 +106,8 @@ class Spec:
             values = {k: v for k, v in data.items() if k in known}
             values["inputs"] = [InputFile(**f) for f in data["inputs"]]
             values["resources"] = ResourceSpec(**data["resources"])
+            if data.get("container") is not None:
+                values["container"] = ContainerSpec.from_dict(data["container"])
             return cls(**values)
         except UsageError:
             raise

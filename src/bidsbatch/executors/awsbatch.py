@@ -48,6 +48,7 @@ class AwsBatchExecutor(Executor):
 
     name = EXECUTOR
     accepts_rerun_while_active: ClassVar[bool] = True
+    runs_in_image: ClassVar[bool] = True
 
     def __init__(self, settings: BatchSettings, *, api: BatchApi | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:

@@ -24,6 +24,9 @@ class Executor(ABC):
     #: An engine that keeps its queued and running jobs itself (Batch) takes a rerun while
     #: scans are still active: those are left alone and the rest is submitted.
     accepts_rerun_while_active: ClassVar[bool] = False
+    #: The engine runs the pipeline's image itself (Batch): inside the job the worker
+    #: runs the app's command without a container runtime.
+    runs_in_image: ClassVar[bool] = False
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Executor:
