@@ -19,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import moto_server
 
+pytest_plugins = ["containers_fixture"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BIDS_EXAMPLES = SHARED / "bids-examples"
