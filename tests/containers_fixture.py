@@ -150,18 +150,28 @@ def _mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
+def _unmount_under(root: Path) -> None:
+    """Unmount what a failed debootstrap left mounted under ``root`` (deepest first)."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for point in sorted((m for m in mounts if m.startswith(str(root) + "/")), reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
+
+
 def build_debian(podman: Podman) -> str:
     ref = "localhost/bidsbatch-test-debian:bookworm"
     if podman.exists(ref):
         return ref
     rootfs = CACHE / "rootfs-bookworm"
     if not (rootfs / "usr/bin/python3").exists():
-        partial = CACHE / "rootfs-bookworm.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        subprocess.run(
+        partial = Path(tempfile.mkdtemp(prefix="rootfs-bookworm.", dir=CACHE))
+        proc = subprocess.run(
             ["debootstrap", "--variant=minbase",
              "--include=python3,python3-numpy,python3-nibabel", "bookworm", str(partial),
-             _mirror()], check=True, capture_output=True, timeout=1200)
+             _mirror()], capture_output=True, text=True, timeout=1200)
+        if proc.returncode != 0:
+            _unmount_under(partial)  # debootstrap mounts /proc in it and may leave it
+            shutil.rmtree(partial, ignore_errors=True)
+            raise RuntimeError(f"debootstrap failed: {(proc.stderr or proc.stdout)[-800:]}")
         shutil.rmtree(rootfs, ignore_errors=True)
         partial.rename(rootfs)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
@@ -193,7 +203,6 @@ def build_demo(podman: Podman, debian: str) -> str:
 class Images:
     podman: Podman
     busybox: str
-    demo: str
 
 
 @pytest.fixture(scope="session")
@@ -206,5 +215,11 @@ def podman() -> Iterator[Podman]:
 
 @pytest.fixture(scope="session")
 def images(podman: Podman) -> Images:
-    return Images(podman=podman, busybox=build_busybox(podman),
-                  demo=build_demo(podman, build_debian(podman)))
+    """The busybox app image (seconds to build)."""
+    return Images(podman=podman, busybox=build_busybox(podman))
+
+
+@pytest.fixture(scope="session")
+def demo_image(podman: Podman) -> str:
+    """The demo app on Debian (a debootstrap the first time, then cached)."""
+    return build_demo(podman, build_debian(podman))

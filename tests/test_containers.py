@@ -41,7 +41,7 @@ REQUEST = ContainerRequest(
     image="me/app:1",
     argv=["app", "/bids", "/out", "participant", "--participant_label", "01"],
     binds=[Bind(Path("/s/bids"), "/bids"), Bind(Path("/s/out"), "/out", read_only=False)],
-    env={"OMP_NUM_THREADS": "2", "TMPDIR": "/work/.tmp"},
+    env={"OMP_NUM_THREADS": "2", "TMPDIR": "/work/.tmp"}, pass_env={"LICENSE_TOKEN": "s3cret"},
     workdir="/work", limits=Limits(cpus=2, memory_mib=4096), user="1000:1000",
     name="bidsbatch-r-sub-01-1-9",
 )
@@ -63,9 +63,10 @@ def test_docker_command_line() -> None:
     assert _after(argv, "--cpus") == ["2"] and _after(argv, "--memory") == ["4096m"]
     assert _after(argv, "-v") == ["/s/bids:/bids:ro", "/s/out:/out"]
     assert _after(argv, "-w") == ["/work"] and _after(argv, "--name") == [REQUEST.name]
-    # names only on the command line; the values travel in the client's environment
-    assert _after(argv, "--env") == ["OMP_NUM_THREADS", "TMPDIR"]
-    assert inv.env["TMPDIR"] == "/work/.tmp" and "AWS_SECRET_ACCESS_KEY" not in inv.env
+    # passed-through variables are named only; their values are in the client's environment
+    assert _after(argv, "--env") == ["OMP_NUM_THREADS=2", "TMPDIR=/work/.tmp", "LICENSE_TOKEN"]
+    assert "s3cret" not in " ".join(argv) and inv.env["LICENSE_TOKEN"] == "s3cret"
+    assert "TMPDIR" not in inv.env and "AWS_SECRET_ACCESS_KEY" not in inv.env
     # replace: the command's first word is the entrypoint, the rest its arguments
     assert _after(argv, "--entrypoint") == ["app"]
     assert argv[-6:] == ["me/app:1", "/bids", "/out", "participant", "--participant_label", "01"]
@@ -105,13 +106,14 @@ def test_apptainer_command_line(tmp_path: Path) -> None:
     assert _after(argv, "--pwd") == ["/work"]
     assert argv[argv.index("/c/x.sif") + 1:] == REQUEST.argv
     assert inv.env["APPTAINERENV_TMPDIR"] == "/work/.tmp" and "TMPDIR" not in inv.env
+    assert inv.env["APPTAINERENV_LICENSE_TOKEN"] == "s3cret"
     kept = rt.invocation(replace(REQUEST, image="/c/x.sif", entrypoint=Entrypoint.KEEP)).argv
     assert kept[1] == "run" and kept[kept.index("/c/x.sif") + 1:] == REQUEST.argv[1:]
 
 
 def test_no_runtime_runs_the_argv_as_is() -> None:
     inv = make_runtime("none", environ={}).invocation(REQUEST)
-    assert inv.argv == REQUEST.argv and inv.env == REQUEST.env
+    assert inv.argv == REQUEST.argv and inv.env == {**REQUEST.env, **REQUEST.pass_env}
 
 
 def test_detection_asks_each_runtime(tmp_path: Path) -> None:
@@ -221,7 +223,7 @@ def test_scans_run_in_podman_with_the_contract(images: Images, synth_ds: Path,
     for label in ("01", "02"):
         report = dict(line.split("=", 1) for line in
                       (out / f"sub-{label}/report.txt").read_text().splitlines())
-        assert report["uid"] == str(os.getuid())
+        assert report["uid"] == f"{os.getuid()} gid={os.getgid()}"
         assert report["bids"] == "read-only"
         assert report["net"].split() == ["lo"]  # --network none: loopback only
         assert report["tmpdir"] == "/work/.tmp" and report["tmp"] == "writable"
@@ -254,12 +256,12 @@ def test_outputs_of_another_container_user(images: Images, synth_ds: Path,
     assert all(p.stat().st_uid == os.getuid() for p in out.rglob("*"))
 
 
-def test_demo_app_runs_in_a_debian_container(images: Images, ses_ds: Path,
+def test_demo_app_runs_in_a_debian_container(demo_image: str, ses_ds: Path,
                                              tmp_path: Path) -> None:
     out = tmp_path / "out"
     command = ["bidsbatch-demo-app", "{bids_dir}", "{output_dir}", "participant",
                "--participant_label", "{participant}", ["--session_label", "{session}"]]
-    path = _pipeline(tmp_path, images.demo, [], name="democtr")
+    path = _pipeline(tmp_path, demo_image, [], name="democtr")
     text = path.read_text().replace("command = []", "command = " + json.dumps(command))
     path.write_text(text)
     res = run_cli("run", str(ses_ds), str(out), "--pipeline", str(path), "-p", "01",
@@ -275,8 +277,8 @@ def test_demo_app_runs_in_a_debian_container(images: Images, ses_ds: Path,
     assert "--memory 256m" in log
 
 
-def test_memory_limit_is_enforced(images: Images, synth_ds: Path, tmp_path: Path) -> None:
-    pipe = _pipeline(tmp_path, images.demo,
+def test_memory_limit_is_enforced(demo_image: str, synth_ds: Path, tmp_path: Path) -> None:
+    pipe = _pipeline(tmp_path, demo_image,
                      ["python3", "-c", "b = bytearray(600 * 1024 * 1024); print('{participant}')"],
                      entrypoint="replace")
     res = run_cli("run", str(synth_ds), str(tmp_path / "out"), "--pipeline", str(pipe),

@@ -62,7 +62,8 @@ class ApptainerRuntime(ContainerRuntime):
             argv.append("--nv")
         args = request.argv[1:] if request.entrypoint is Entrypoint.KEEP else request.argv
         argv += [request.image, *args]
-        env = self._client_env({f"APPTAINERENV_{k}": v for k, v in request.env.items()})
+        given = {**request.env, **request.pass_env}
+        env = self._client_env({f"APPTAINERENV_{k}": v for k, v in given.items()})
         return Invocation(argv=argv, env=env)
 
     # ------------------------------------------------------------------ images

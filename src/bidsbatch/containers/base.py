@@ -4,9 +4,10 @@ A :class:`ContainerRequest` says what the app needs (image, argv, binds,
 environment, working directory, resources, user, network, entrypoint
 handling); a :class:`ContainerRuntime` turns it into an :class:`Invocation`:
 the argv of the runtime's client and the environment that client runs in.
-Values never appear in that argv: variables are named (``--env NAME``,
-Apptainer's ``APPTAINERENV_NAME``) and their values travel in the client's
-environment, so a logged command line shows names only.
+The contract's variables are given on the command line (``--env NAME=VALUE``:
+nothing secret, they are in the spec); variables passed through from the
+worker's environment are only named there, their values travel in the
+client's environment (Apptainer: ``APPTAINERENV_NAME`` for both).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class ContainerRequest:
     argv: list[str]
     binds: list[Bind] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    #: Variables passed through from the worker's environment: named on the command
+    #: line, their values only in the client's environment (a token never in a log).
+    pass_env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/work"
     limits: Limits = field(default_factory=Limits)
     user: str | None = None  # "UID:GID"; None: the image's user

@@ -46,13 +46,16 @@ class DockerRuntime(ContainerRuntime):
                                      hint="use a scratch folder and asset paths without them")
             argv += ["-v", f"{bind.source}:{bind.target}" + (":ro" if bind.read_only else "")]
         argv += ["-w", request.workdir]
-        for name in sorted(request.env):
+        for name, value in sorted(request.env.items()):
+            argv += ["--env", f"{name}={value}"]
+        for name in sorted(request.pass_env):
             argv += ["--env", name]  # the value comes from the client's environment
         args = request.argv[1:]
         if request.entrypoint is Entrypoint.REPLACE:
             argv += ["--entrypoint", request.argv[0]]
         argv += [request.image, *args]
-        return Invocation(argv=argv, env=self._client_env(request.env), container=request.name)
+        return Invocation(argv=argv, env=self._client_env(request.pass_env),
+                          container=request.name)
 
     def _run_options(self) -> list[str]:
         return []

@@ -49,6 +49,7 @@ class AppLaunch:
     base_env: dict[str, str]
     request: ContainerRequest | None = None  # None: no container
     description: str = "no container"
+    passed: frozenset[str] = frozenset()  # names passed through from the worker
     _container: str | None = field(default=None, init=False)
 
     def invocation(self, argv: list[str], env: Mapping[str, str]) -> Invocation:
@@ -56,7 +57,10 @@ class AppLaunch:
             return Invocation(argv=list(argv), env=dict(env))
         from dataclasses import replace
 
-        inv = self.runtime.invocation(replace(self.request, argv=list(argv), env=dict(env)))
+        passed = {k: v for k, v in env.items() if k in self.passed}
+        rest = {k: v for k, v in env.items() if k not in self.passed}
+        inv = self.runtime.invocation(replace(self.request, argv=list(argv), env=rest,
+                                              pass_env=passed))
         self._container = inv.container
         return inv
 
@@ -80,13 +84,14 @@ def prepare_app(spec: Spec, host: AppPaths, *, attempt: int,
 
     image = runtime.ensure_image(spec.image, pull=False)
     user = cs.user or f"{os.getuid()}:{os.getgid()}"
-    Path(host.tmp).mkdir(parents=True, exist_ok=True)
-    _make_for(user, [Path(host.out), Path(host.work), Path(host.tmp)])
+    tmp = Path(host.work) / Path(IN_CONTAINER.tmp).relative_to(IN_CONTAINER.work)
+    tmp.mkdir(parents=True, exist_ok=True)
+    _make_for(user, [Path(host.out), Path(host.work), tmp])
     binds = [Bind(Path(host.bids), IN_CONTAINER.bids, read_only=True),
              Bind(Path(host.out), IN_CONTAINER.out, read_only=False),
              Bind(Path(host.work), IN_CONTAINER.work, read_only=False)]
     binds += [Bind(Path(b.source), b.target) for b in cs.binds]
-    binds += [Bind(stage_asset(a, environ=environ), a.target) for a in cs.assets]
+    binds += [Bind(stage_asset(a), a.target) for a in cs.assets]
     base = {name: environ[name] for name in cs.env if name in environ}
     base.update(cs.variables)
     request = ContainerRequest(
@@ -98,7 +103,8 @@ def prepare_app(spec: Spec, host: AppPaths, *, attempt: int,
         name=container_name(spec.run_id, spec.scan_id, attempt),
     )
     return AppLaunch(runtime=runtime, paths=IN_CONTAINER, base_env=base, request=request,
-                     description=f"{runtime.name} {image.runs}")
+                     description=f"{runtime.name} {image.runs}",
+                     passed=frozenset(n for n in cs.env if n in environ))
 
 
 def container_name(run_id: str, scan_id: str, attempt: int) -> str:
@@ -124,7 +130,7 @@ def asset_cache() -> Path:
     return bidsbatch_home() / "assets"
 
 
-def stage_asset(asset: Asset, *, environ: Mapping[str, str]) -> Path:
+def stage_asset(asset: Asset) -> Path:
     """A local asset as it is; an s3:// one downloaded once per node into the cache."""
     if not asset.source.startswith("s3://"):
         return Path(asset.source)

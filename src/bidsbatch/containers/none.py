@@ -18,7 +18,7 @@ class NoRuntime(ContainerRuntime):
         return None
 
     def invocation(self, request: ContainerRequest) -> Invocation:
-        return Invocation(argv=list(request.argv), env=dict(request.env))
+        return Invocation(argv=list(request.argv), env={**request.env, **request.pass_env})
 
     def ensure_image(self, image: str, *, pull: bool) -> ImageInfo:
         return ImageInfo(reference=image, runs="(this machine: no container)", action="none")
