@@ -48,12 +48,13 @@ def main() -> int:
     image = containers_fixture.build_busybox(podman)
     runtime = make_runtime("podman")
     with tempfile.TemporaryDirectory() as tmp:
-        bids, out = Path(tmp, "bids"), Path(tmp, "out")
-        bids.mkdir()
-        out.mkdir()
+        bids, out, work = Path(tmp, "bids"), Path(tmp, "out"), Path(tmp, "work")
+        for folder in (bids, out, work):
+            folder.mkdir()
         request = ContainerRequest(
-            image=image, argv=["/bin/true"], binds=[Bind(bids, "/bids"),
-                                                    Bind(out, "/out", read_only=False)],
+            image=image, argv=["/bin/sh", "-c", "true"], binds=[Bind(bids, "/bids"),
+                                                    Bind(out, "/out", read_only=False),
+                                                    Bind(work, "/work", read_only=False)],
             env={"OMP_NUM_THREADS": "1"}, limits=Limits(cpus=1, memory_mib=256),
             entrypoint=Entrypoint.REPLACE)
         inv = runtime.invocation(request)

@@ -157,19 +157,18 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", point], capture_output=True, check=False)
 
 
-def build_debian(podman: Podman) -> str:
-    ref = "localhost/bidsbatch-test-debian:bookworm"
+def _debootstrap(podman: Podman, ref: str, *, suite: str, include: str, check: str) -> str:
+    """``ref``, imported from a minbase rootfs of ``suite`` (kept in the cache folder)."""
     if podman.exists(ref):
         return ref
-    rootfs = CACHE / "rootfs-bookworm"
-    if not (rootfs / "usr/bin/python3").exists():
-        partial = Path(tempfile.mkdtemp(prefix="rootfs-bookworm.", dir=CACHE))
+    rootfs = CACHE / f"rootfs-{suite}"
+    if not (rootfs / check).exists():
+        partial = Path(tempfile.mkdtemp(prefix=f"rootfs-{suite}.", dir=CACHE))
         proc = subprocess.run(
-            ["debootstrap", "--variant=minbase",
-             "--include=python3,python3-numpy,python3-nibabel", "bookworm", str(partial),
-             _mirror()], capture_output=True, text=True, timeout=1200)
+            ["debootstrap", "--variant=minbase", f"--include={include}", suite, str(partial),
+             _mirror()], capture_output=True, text=True, timeout=1800)
+        _unmount_under(partial)  # debootstrap mounts /proc in it and may leave it
         if proc.returncode != 0:
-            _unmount_under(partial)  # debootstrap mounts /proc in it and may leave it
             shutil.rmtree(partial, ignore_errors=True)
             raise RuntimeError(f"debootstrap failed: {(proc.stderr or proc.stdout)[-800:]}")
         shutil.rmtree(rootfs, ignore_errors=True)
@@ -183,6 +182,29 @@ def build_debian(podman: Podman) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"podman import failed: {proc.stderr.decode()[-500:]}")
     return ref
+
+
+def build_debian(podman: Podman) -> str:
+    return _debootstrap(podman, "localhost/bidsbatch-test-debian:bookworm", suite="bookworm",
+                        include="python3,python3-numpy,python3-nibabel", check="usr/bin/python3")
+
+
+def build_apptainer(podman: Podman) -> str:
+    """Debian sid's apptainer (bookworm has none; sid's needs a newer libc than the host's)."""
+    return _debootstrap(podman, "localhost/bidsbatch-test-apptainer:sid", suite="sid",
+                        include="apptainer,squashfs-tools,ca-certificates",
+                        check="usr/bin/apptainer")
+
+
+def apptainer_command(podman: Podman, image: str) -> list[str]:
+    """The apptainer client, run in its sid container with this host's /tmp at /tmp.
+
+    bidsbatch's scratch folders, SIF cache and image archives are under /tmp in the
+    tests, so every path on the command line means the same inside. Privileged: the
+    container builds and mounts SIFs (squashfs); no network.
+    """
+    return [podman.binary, "run", "--rm", "--privileged", "--network=none",
+            "-v", "/tmp:/tmp", "--env", "APPTAINERENV_*", image, "apptainer"]
 
 
 def build_demo(podman: Podman, debian: str) -> str:
@@ -217,6 +239,12 @@ def podman() -> Iterator[Podman]:
 def images(podman: Podman) -> Images:
     """The busybox app image (seconds to build)."""
     return Images(podman=podman, busybox=build_busybox(podman))
+
+
+@pytest.fixture(scope="session")
+def apptainer(podman: Podman) -> list[str]:
+    """A real Apptainer client command (Debian sid's, in a podman container)."""
+    return apptainer_command(podman, build_apptainer(podman))
 
 
 @pytest.fixture(scope="session")

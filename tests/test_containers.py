@@ -332,3 +332,43 @@ def test_image_pull_says_what_it_will_use(images: Images, tmp_path: Path) -> Non
     res = run_cli("image", "pull", str(pipe), "--container", "podman")
     assert res.returncode == 0, res.output
     assert res.stdout.startswith(f"image: podman {images.busybox}") and "found" in res.stdout
+
+
+# --------------------------------------------------------------------------- real Apptainer
+
+
+def test_scans_run_in_apptainer_from_a_sif_built_once(apptainer: list[str], images: Images,
+                                                      synth_ds: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "busybox.tar"
+    images.podman.run("save", "--format", "docker-archive", "-o", str(archive), images.busybox)
+    cache = tmp_path / "sif"
+    config = Path(os.environ["BIDSBATCH_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text(
+        f'[container]\nimage_cache = "{cache}"\n'
+        f"[container.commands]\napptainer = {json.dumps(apptainer)}\n")
+    pipe = _pipeline(tmp_path, f"docker-archive:{archive}", FAKEAPP)
+
+    first = run_cli("image", "pull", str(pipe), "--container", "apptainer")
+    assert first.returncode == 0, first.output
+    assert first.stdout.startswith("image: apptainer docker-archive:") and "built" in first.stdout
+    again = run_cli("image", "pull", str(pipe), "--container", "apptainer")
+    assert again.returncode == 0 and "cached" in again.stdout
+    sifs = sorted(cache.glob("*.sif"))
+    assert len(sifs) == 1 and sifs[0].name.startswith("sha256-")
+
+    out = tmp_path / "out"
+    env = {"AWS_ACCESS_KEY_ID": FAKE_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET}
+    res = run_cli("run", str(synth_ds), str(out), "--pipeline", str(pipe), "--container",
+                  "apptainer", env=env, timeout=600)
+    assert res.returncode == 0, res.output
+    assert sorted(cache.glob("*.sif")) == sifs  # every scan ran the one SIF
+    for label in ("01", "02"):
+        report = dict(line.split("=", 1) for line in
+                      (out / f"sub-{label}/report.txt").read_text().splitlines())
+        assert report["bids"] == "read-only"
+        assert report["tmpdir"] == "/work/.tmp" and report["tmp"] == "writable"
+        assert report["cwd"] == "/work"
+        text = (out / f"sub-{label}/env.txt").read_text()
+        assert FAKE_KEY_ID not in text and FAKE_SECRET not in text and "AWS_" not in text
+        assert "BIDSBATCH_BIDS_DIR=/bids" in text
