@@ -74,11 +74,12 @@ def container_spec(
                              hint="pass --fs-license-file with the license.txt you received")
         if in_container:
             binds.append(HostBind(str(license_file), FS_LICENSE_TARGET))
-        variables["FS_LICENSE"] = FS_LICENSE_TARGET if in_container else str(license_file)
+        if not inside_image:  # a path on this machine means nothing inside a Batch job
+            variables["FS_LICENSE"] = FS_LICENSE_TARGET if in_container else str(license_file)
 
     templateflow = config.templateflow_home or (
         Path(env["TEMPLATEFLOW_HOME"]) if env.get("TEMPLATEFLOW_HOME") else None)
-    if templateflow is not None and templateflow.expanduser().is_dir():
+    if templateflow is not None and templateflow.expanduser().is_dir() and not inside_image:
         home = templateflow.expanduser().absolute()
         if in_container:
             binds.append(HostBind(str(home), TEMPLATEFLOW_TARGET))
