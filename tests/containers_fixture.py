@@ -50,6 +50,12 @@ events_logger = "file"
 BUSYBOX_APP = r"""#!/bin/sh
 # A BIDS App in a shell script: bids_dir output_dir level --participant_label X
 bids=$1; out=$2; label=$5
+if [ "$3" = group ]; then
+  if touch "$bids/written-by-group" 2>/dev/null; then b=writable; else b=read-only; fi
+  echo "bids=$b cwd=$(pwd) tmpdir=$TMPDIR subjects=$(ls -d "$out"/sub-* | wc -l)" \
+    > "$out/group.txt"
+  exit 0
+fi
 mkdir -p "$out/sub-$label"
 r="$out/sub-$label/report.txt"
 echo "uid=$(id -u) gid=$(id -g)" > "$r"

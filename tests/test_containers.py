@@ -193,12 +193,13 @@ def test_demo_preset_runs_without_a_container(synth_ds: Path, tmp_path: Path) ->
 
 
 def _pipeline(tmp_path: Path, image: str, command: list[str], *, entrypoint: str = "keep",
-              extra: str = "", name: str = "ctr") -> Path:
+              extra: str = "", name: str = "ctr", group: list[str] | None = None) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(f'name = "{name}"\nimage = "{image}"\ncommand = {json.dumps(command)}\n'
                     f'[resources]\nvcpus = 1\nmemory_mib = 256\ntimeout_minutes = 5\n'
                     f'[retry]\nattempts = 1\n'
-                    f'[container]\nentrypoint = "{entrypoint}"\n{extra}')
+                    + (f'[group]\ncommand = {json.dumps(group)}\n' if group else "")
+                    + f'[container]\nentrypoint = "{entrypoint}"\n{extra}')
     return path
 
 
@@ -214,12 +215,16 @@ def _leftover_containers(podman: Podman) -> list[str]:
 def test_scans_run_in_podman_with_the_contract(images: Images, synth_ds: Path,
                                                tmp_path: Path) -> None:
     out = tmp_path / "out"
-    pipe = _pipeline(tmp_path, images.busybox, FAKEAPP)
+    pipe = _pipeline(tmp_path, images.busybox, FAKEAPP,
+                     group=["fakeapp", "{bids_dir}", "{output_dir}", "group"])
     env = {"AWS_ACCESS_KEY_ID": FAKE_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET}
     res = run_cli("run", str(synth_ds), str(out), "--pipeline", str(pipe), "-p", "01,02",
                   "--container", "podman", env=env)
     assert res.returncode == 0, res.output
     assert f"image: podman {images.busybox}" in res.stderr
+    # the group step ran in the same image, the dataset read-only, the output writable
+    assert (out / "group.txt").read_text().split() == [
+        "bids=read-only", "cwd=/work", "tmpdir=/work/.tmp", "subjects=2"]
     for label in ("01", "02"):
         report = dict(line.split("=", 1) for line in
                       (out / f"sub-{label}/report.txt").read_text().splitlines())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__
@@ -119,6 +119,7 @@ def make_plan(
         requester_pays=s3.requester_pays,
         no_sign_request=s3.no_sign_request,
         warnings=list(dataset.warnings),
+        container=asdict(container),
     )
     return Plan(info=info, specs=specs, dataset=dataset, pipeline=pipeline)
 

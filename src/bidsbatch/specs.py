@@ -141,6 +141,8 @@ class RunInfo:
     requester_pays: bool = False
     no_sign_request: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: How the apps of the run are run (a ContainerSpec's fields); the group step's too.
+    container: dict[str, Any] | None = None
 
     @property
     def s3_options(self) -> S3Options:

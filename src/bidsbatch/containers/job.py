@@ -73,7 +73,16 @@ class AppLaunch:
 def prepare_app(spec: Spec, host: AppPaths, *, attempt: int,
                 environ: Mapping[str, str]) -> AppLaunch:
     """The launch of ``spec``'s app; ``host`` are its folders on this machine."""
-    cs = spec.container or ContainerSpec()
+    r = spec.resources
+    return prepare_launch(spec.container or ContainerSpec(), image=spec.image, host=host,
+                          limits=Limits(cpus=r.vcpus, memory_mib=r.memory_mib, gpus=r.gpus),
+                          name=container_name(spec.run_id, spec.scan_id, attempt),
+                          environ=environ)
+
+
+def prepare_launch(cs: ContainerSpec, *, image: str, host: AppPaths, limits: Limits, name: str,
+                   environ: Mapping[str, str]) -> AppLaunch:
+    """The launch of an app in ``image`` (a scan's, or the group step's)."""
     cache = Path(cs.image_cache) if cs.image_cache else None
     runtime = make_runtime(cs.runtime, command=cs.command or None, environ=environ,
                            image_cache=cache)
@@ -82,7 +91,7 @@ def prepare_app(spec: Spec, host: AppPaths, *, attempt: int,
         base.update(cs.variables)
         return AppLaunch(runtime=runtime, paths=host, base_env=base)
 
-    image = runtime.ensure_image(spec.image, pull=False)
+    had = runtime.ensure_image(image, pull=False)
     user = cs.user or f"{os.getuid()}:{os.getgid()}"
     tmp = Path(host.work) / Path(IN_CONTAINER.tmp).relative_to(IN_CONTAINER.work)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -95,15 +104,12 @@ def prepare_app(spec: Spec, host: AppPaths, *, attempt: int,
     base = {name: environ[name] for name in cs.env if name in environ}
     base.update(cs.variables)
     request = ContainerRequest(
-        image=image.runs, argv=[], binds=binds, workdir=IN_CONTAINER.work,
-        limits=Limits(cpus=spec.resources.vcpus, memory_mib=spec.resources.memory_mib,
-                      gpus=spec.resources.gpus),
+        image=had.runs, argv=[], binds=binds, workdir=IN_CONTAINER.work, limits=limits,
         user=user if runtime.name != "apptainer" else None, network=cs.network,
-        entrypoint=Entrypoint(cs.entrypoint),
-        name=container_name(spec.run_id, spec.scan_id, attempt),
+        entrypoint=Entrypoint(cs.entrypoint), name=name,
     )
     return AppLaunch(runtime=runtime, paths=IN_CONTAINER, base_env=base, request=request,
-                     description=f"{runtime.name} {image.runs}",
+                     description=f"{runtime.name} {had.runs}",
                      passed=frozenset(n for n in cs.env if n in environ))
 
 
