@@ -51,10 +51,11 @@ def synthetic_run(root: Path, *, scans: int, seed: int = 0, slots: int = 128,
     still running at the end. Deterministic for a seed.
     """
     sys.path.insert(0, str(ROOT / "src"))
-    from bidsbatch.ledger import AttemptRecord, Ledger, iso
+    from bidsbatch.ledger import AttemptRecord, Ledger
     from bidsbatch.pipelines import load_pipeline
     from bidsbatch.runs import RunDir
     from bidsbatch.specs import RunInfo
+    from bidsbatch.timestamps import iso
 
     rng = random.Random(seed)
     ids = [f"sub-{i // 2 + 1:05d}_ses-{i % 2 + 1}" for i in range(scans)]

@@ -459,10 +459,11 @@ def test_children_of_a_live_array_are_listed_by_state(moving_batch: Batch, ds: P
 def _crash_after_first_array(dataset: str, output: str, batch: Batch) -> str:
     """Submit in this process, dying (as on SIGKILL) right after the first SubmitJob."""
     from bidsbatch import runner
-    from bidsbatch.cli_commands import plan_from_options
-    from bidsbatch.executors.awsbatch import AwsBatchExecutor
-    from bidsbatch.executors.awsbatch_api import BatchApi
-    from bidsbatch.executors.awsbatch_settings import BatchSettings
+    from bidsbatch.cli.options import Planning
+    from bidsbatch.cli.plan import plan_from_options
+    from bidsbatch.executors.awsbatch.api import BatchApi
+    from bidsbatch.executors.awsbatch.executor import AwsBatchExecutor
+    from bidsbatch.executors.awsbatch.settings import BatchSettings
 
     class DiesAfterOneSubmit:
         def __init__(self, real: Any) -> None:
@@ -481,9 +482,9 @@ def _crash_after_first_array(dataset: str, output: str, batch: Batch) -> str:
                                            "array_size": 2})
     api = BatchApi(region="us-east-1", batch=DiesAfterOneSubmit(batch.batch))
     plan, run = plan_from_options(
-        dataset=dataset, output=output, pipeline="demo", participant_label=None,
-        session_label=None, exclude_participant=None, labels_file=None,
-        requester_pays=False, no_sign_request=False, run_dir=None)
+        dataset=dataset, output=output, pipeline="demo", run_dir=None,
+        planning=Planning(participant_label=[], session_label=[], exclude_participant=[],
+                          labels_file=None, requester_pays=False, no_sign_request=False))
     with pytest.raises(KeyboardInterrupt):
         runner.start(plan, executor=AwsBatchExecutor(settings, api=api), run_dir=run.path)
     assert len(batch.calls("submitjob")) == 1
@@ -712,7 +713,7 @@ def test_throttling_is_retried_with_backoff_and_a_lost_answer_is_not_resubmitted
     from botocore.awsrequest import AWSResponse
     from botocore.exceptions import ReadTimeoutError
 
-    from bidsbatch.executors.awsbatch_api import BatchApi
+    from bidsbatch.executors.awsbatch.api import BatchApi
 
     slept: list[float] = []
     api = BatchApi(region="us-east-1", sleep=slept.append)
@@ -769,20 +770,21 @@ class _Raw:
 
 
 def test_more_than_20_dependencies_are_chained(batch: Batch, ds: Path) -> None:
-    from bidsbatch.cli_commands import plan_from_options
-    from bidsbatch.executors.awsbatch_api import BatchApi
-    from bidsbatch.executors.awsbatch_runfiles import RunFiles
-    from bidsbatch.executors.awsbatch_settings import BatchSettings
-    from bidsbatch.executors.awsbatch_status import PollState
-    from bidsbatch.executors.awsbatch_submit import MAX_DEPENDS, Submitter
+    from bidsbatch.cli.options import Planning
+    from bidsbatch.cli.plan import plan_from_options
+    from bidsbatch.executors.awsbatch.api import BatchApi
+    from bidsbatch.executors.awsbatch.runfiles import RunFiles
+    from bidsbatch.executors.awsbatch.settings import BatchSettings
+    from bidsbatch.executors.awsbatch.states import PollState
+    from bidsbatch.executors.awsbatch.submit import MAX_DEPENDS, Submitter
     from bidsbatch.ledger import Ledger
     from bidsbatch.locations import open_location
 
     _bucket, dataset, output = batch.dataset(ds)
     plan, run = plan_from_options(
-        dataset=dataset, output=output, pipeline="demo", participant_label=["01"],
-        session_label=None, exclude_participant=None, labels_file=None,
-        requester_pays=False, no_sign_request=False, run_dir=None)
+        dataset=dataset, output=output, pipeline="demo", run_dir=None,
+        planning=Planning(participant_label=["01"], session_label=[], exclude_participant=[],
+                          labels_file=None, requester_pays=False, no_sign_request=False))
     settings = BatchSettings.from_options({"job_queue": QUEUE, "job_role": batch.role})
     with Ledger.open(run.ledger_path) as ledger:
         sub = Submitter(api=BatchApi(region="us-east-1"), settings=settings, run=run,
@@ -799,7 +801,7 @@ def test_more_than_20_dependencies_are_chained(batch: Batch, ds: Path) -> None:
 
 def test_status_mapping_of_a_spot_reclaim_and_retry(tmp_path: Path) -> None:
     """What Batch reports for one child across a Spot reclaim, into the ledger."""
-    from bidsbatch.executors.awsbatch_status import apply_job
+    from bidsbatch.executors.awsbatch.states import apply_job
     from bidsbatch.ledger import Ledger
 
     reclaimed = {"container": {"logStreamName": "bidsbatch/default/t1", "exitCode": None},
@@ -843,8 +845,8 @@ def test_status_mapping_of_a_spot_reclaim_and_retry(tmp_path: Path) -> None:
 
 
 def test_job_definition_for_fargate_and_gpus() -> None:
-    from bidsbatch.executors.awsbatch_jobdef import job_definition
-    from bidsbatch.executors.awsbatch_settings import BatchSettings
+    from bidsbatch.executors.awsbatch.jobdef import job_definition
+    from bidsbatch.executors.awsbatch.settings import BatchSettings
 
     role = "arn:aws:iam::123456789012:role/bidsbatch-lab-job"
     pipeline = {"name": "p", "image": "me/app:1", "attempts": 2,

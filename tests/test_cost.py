@@ -30,10 +30,12 @@ from bidsbatch.cost import (
     scans_per_instance,
 )
 from bidsbatch.errors import UsageError
-from bidsbatch.ledger import AttemptRecord, Ledger, iso
+from bidsbatch.executors.awsbatch.cost import batch_cost_context
+from bidsbatch.executors.awsbatch.settings import BatchSettings
+from bidsbatch.executors.local.executor import LocalExecutor
+from bidsbatch.ledger import AttemptRecord, Ledger
 from bidsbatch.pipelines import Resources, load_pipeline
 from bidsbatch.pricing import (
-    cost_context,
     load_prices,
     parse_price_list_item,
     spot_prices,
@@ -41,6 +43,7 @@ from bidsbatch.pricing import (
 from bidsbatch.runs import RunDir
 from bidsbatch.specs import RunInfo
 from bidsbatch.synth import make_dataset
+from bidsbatch.timestamps import iso
 
 M2G = Resources(vcpus=2, memory_mib=15200)
 DEMO = Resources(vcpus=1, memory_mib=512)
@@ -277,27 +280,26 @@ def test_context_of_a_batch_run_states_its_assumptions() -> None:
     info = _run_info(["a"])
     attempts = [attempt("a", 1, 0, 60, market=None, instance=None),
                 attempt("a", 2, 0, 60, instance="c7g.medium")]
-    ctx = cost_context(info=info, executor="aws-batch",
-                       settings={"region": "eu-west-1", "job_queue": "q",
-                                 "instance_types": ["r6i"]},
-                       table=load_prices(), attempts=attempts)
+    ctx = batch_cost_context(
+        BatchSettings.from_json({"region": "eu-west-1", "job_queue": "q",
+                                 "instance_types": ["r6i"]}),
+        info=info, table=load_prices(), attempts=attempts)
     assert ctx.region == "eu-west-1" and ctx.default_instance.name == "r6i.large"
     text = " | ".join(ctx.assumptions)
     assert "1 attempt(s) without an instance type: priced as r6i.large" in text
     assert "c7g.medium not in the price table" in text
     assert "without a market: priced On-Demand" in text
-    local = cost_context(info=info, executor="local", settings={}, table=load_prices(),
-                         attempts=[])
+    local = LocalExecutor().cost_context(info=info, table=load_prices(), attempts=[])
     assert not local.priced
 
 
 def test_fargate_tasks_pay_for_their_own_size() -> None:
     # m2g on Fargate: 2 vCPU × $0.04048 + 14.84375 GB × $0.004445 = $0.146941 an hour;
     # Fargate Spot at 70% off: $0.0440823.
-    ctx = cost_context(info=_run_info(["a"]), executor="aws-batch",
-                       settings={"job_queue": "q", "region": "us-east-1",
-                                 "platform": "fargate"},
-                       table=load_prices(), attempts=[])
+    ctx = batch_cost_context(
+        BatchSettings.from_json({"job_queue": "q", "region": "us-east-1",
+                                 "platform": "fargate"}),
+        info=_run_info(["a"]), table=load_prices(), attempts=[])
     od = attempt_cost(attempt("a", 1, 0, 60, market=ON_DEMAND, instance=None), ctx, now=T0)
     spot = attempt_cost(attempt("a", 2, 0, 60, instance=None), ctx, now=T0)
     assert od.share == 1.0 and od.dollars == pytest.approx(0.146941, abs=1e-6)

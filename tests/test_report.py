@@ -20,13 +20,14 @@ from browser import Browser, dump_dom, find_chromium
 from conftest import REPO, run_cli
 from rich.console import Console
 
-from bidsbatch.ledger import Ledger, ScanRecord, iso
+from bidsbatch.ledger import Ledger, ScanRecord
 from bidsbatch.pipelines import load_pipeline
 from bidsbatch.report import REPORT_FILE, collect, render, write_report
 from bidsbatch.runner import Snapshot
 from bidsbatch.runs import RunDir
 from bidsbatch.specs import RunInfo
 from bidsbatch.synth import make_dataset
+from bidsbatch.timestamps import iso
 
 sys.path.insert(0, str(REPO / "bench"))
 from bench_report import synthetic_run  # the benchmark's run maker

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from .errors import BidsbatchError
 
 
 def _make_err_console() -> Console:
@@ -22,3 +26,12 @@ def print_json(text: str) -> None:
     """Machine-readable output: plain text on stdout, no rich markup."""
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
+
+
+def print_error(exc: BidsbatchError) -> None:
+    """A typed error as the user sees it: one ``error:`` line, and a hint when there is one."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+    if exc.hint:
+        err_console.print(f"  [dim]hint:[/] {escape(exc.hint)}", highlight=False)

@@ -7,6 +7,25 @@ named; ``BidsbatchError`` (exit 1) is for failures of the world.
 
 from __future__ import annotations
 
+# The one table of exit codes. A worker passes the app's own code through; these are
+# bidsbatch's own (the CLI's and the worker's).
+EX_OK = 0
+EX_FAILURE = 1  # a failure of the world: bad spec, refused key, storage error that will not pass
+EX_USAGE = 2  # what the user typed or named is wrong
+EX_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: a storage fault that outlived its retries; retry me
+EX_TIMEOUT = 124  # the app ran past its timeout (as timeout(1) reports it)
+EX_CANNOT_EXECUTE = 126  # the app exists but cannot be executed (as a shell reports it)
+EX_NOT_FOUND = 127  # the app is not on PATH (as a shell reports it)
+EX_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+def aws_error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Code", ""))
+
 
 class BidsbatchError(Exception):
     """A failure with a one-line message and an optional hint (what to do)."""

@@ -18,21 +18,14 @@ from . import __version__
 from .containers.base import Limits
 from .containers.job import AppPaths, prepare_launch
 from .containers.settings import ContainerSpec
-from .errors import BidsbatchError, TransientStorageError
+from .errors import EX_TEMPFAIL, BidsbatchError, TransientStorageError
 from .locations import LocalLocation, Location, open_location
 from .markers import STATE_PREFIX
 from .pipelines import CREDENTIAL_VARIABLES, fill_runtime, render_template
 from .specs import RunInfo, canonical_json
+from .timestamps import iso, utcnow
 from .transfer import Collected, collect_files, download_many, upload_tree
-from .worker import (
-    EX_TEMPFAIL,
-    Scratch,
-    WorkerLog,
-    iso,
-    run_app,
-    scratch_base,
-    utcnow,
-)
+from .worker import Scratch, WorkerLog, run_app, scratch_base
 
 
 def group_record_key(run_id: str) -> str:

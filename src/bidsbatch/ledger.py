@@ -14,35 +14,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-PLANNED = "planned"
-SUBMITTED = "submitted"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELLED = "cancelled"
-SKIPPED = "skipped"
-
-STATES = (PLANNED, SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED, SKIPPED)
-ACTIVE = (SUBMITTED, RUNNING)
-FINAL = (SUCCEEDED, FAILED, CANCELLED, SKIPPED)
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(ts: datetime | None) -> str | None:
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds") if ts else None
-
+from .states import STATES, GroupState, ScanState
+from .timestamps import Clock, iso, utcnow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (
@@ -88,7 +68,7 @@ CREATE TABLE IF NOT EXISTS meta (
 @dataclass(frozen=True)
 class ScanRecord:
     scan_id: str
-    state: str
+    state: ScanState
     attempts: int
     job_id: str | None
     started_at: str | None
@@ -96,6 +76,9 @@ class ScanRecord:
     exit_code: int | None
     reason: str | None
     log: str | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", ScanState(self.state))
 
     @property
     def duration_seconds(self) -> float | None:
@@ -118,6 +101,26 @@ class AttemptRecord:
     cpu_seconds: float | None
     market: str | None
     instance_type: str | None
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """The run's group step, as the ledger knows it (``state`` None: the run has none)."""
+
+    state: GroupState | None = None
+    reason: str | None = None
+    job_id: str | None = None
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+#: Where :class:`GroupRecord`'s fields live in the meta table (names kept from the first
+#: ledgers, so older run directories read the same).
+_GROUP_META = {"state": "group_state", "reason": "group_reason", "job_id": "group_job_id",
+               "exit_code": "group_exit_code", "started_at": "group_started_at",
+               "finished_at": "group_finished_at"}
+_UNSET: Any = object()
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,7 @@ class Ledger:
         self._conn.execute("COMMIT")
 
     def now(self) -> str:
-        return iso(self._clock()) or ""
+        return iso(self._clock())
 
     # -- scans
 
@@ -177,7 +180,7 @@ class Ledger:
         with self.transaction():
             self._conn.executemany(
                 "INSERT OR IGNORE INTO scans (scan_id, state, updated_at) VALUES (?, ?, ?)",
-                [(s, PLANNED, now) for s in scan_ids],
+                [(s, ScanState.PLANNED, now) for s in scan_ids],
             )
 
     def update(self, scan_id: str, **fields: Any) -> None:
@@ -206,7 +209,7 @@ class Ledger:
                 "SELECT attempts FROM scans WHERE scan_id = ?", (scan_id,)
             ).fetchone()
             attempt = (row[0] if row else 0) + 1
-            self.update(scan_id, state=RUNNING, attempts=attempt, started_at=started,
+            self.update(scan_id, state=ScanState.RUNNING, attempts=attempt, started_at=started,
                         finished_at=None, exit_code=None, reason=None,
                         **({"job_id": job_id} if job_id else {}))
             self._conn.execute(
@@ -216,7 +219,7 @@ class Ledger:
             )
         return attempt
 
-    def finish_attempt(self, scan_id: str, *, state: str, exit_code: int | None,
+    def finish_attempt(self, scan_id: str, *, state: ScanState, exit_code: int | None,
                        reason: str | None = None, cpu_seconds: float | None = None,
                        finished_at: str | None = None) -> None:
         """The current attempt ended: record its outcome and the scan's state."""
@@ -250,7 +253,7 @@ class Ledger:
         ).fetchone()
         return ScanRecord(*row) if row else None
 
-    def scans(self, *, states: Iterable[str] | None = None) -> list[ScanRecord]:
+    def scans(self, *, states: Iterable[ScanState] | None = None) -> list[ScanRecord]:
         sql = ("SELECT scan_id, state, attempts, job_id, started_at, finished_at, exit_code, "
                "reason, log FROM scans")
         args: list[str] = []
@@ -269,10 +272,10 @@ class Ledger:
         rows = self._conn.execute(sql + " ORDER BY scan_id, attempt", args)
         return [AttemptRecord(*r) for r in rows]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[ScanState, int]:
         out = dict.fromkeys(STATES, 0)
         for state, n in self._conn.execute("SELECT state, COUNT(*) FROM scans GROUP BY state"):
-            out[state] = n
+            out[ScanState(state)] = n
         return out
 
     # -- jobs
@@ -306,3 +309,36 @@ class Ledger:
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+    # -- typed run-level facts
+
+    def group(self) -> GroupRecord:
+        """The group step's state and details."""
+        values = {f: self.get_meta(key) for f, key in _GROUP_META.items()}
+        state = values.pop("state")
+        return GroupRecord(state=GroupState(state) if state else None, **values)
+
+    def set_group(self, state: GroupState | None = _UNSET, *, reason: str | None = _UNSET,
+                  job_id: str | None = _UNSET, exit_code: int | None = _UNSET,
+                  started_at: str | None = _UNSET, finished_at: str | None = _UNSET) -> None:
+        """Set the group step's facts: only the fields given change."""
+        given = {"state": state, "reason": reason, "job_id": job_id, "exit_code": exit_code,
+                 "started_at": started_at, "finished_at": finished_at}
+        for name, value in given.items():
+            if value is not _UNSET:
+                self.set_meta(_GROUP_META[name], value)
+
+    @property
+    def executor_name(self) -> str | None:
+        """The executor the run was submitted to (None: planned, never submitted)."""
+        return self.get_meta("executor")
+
+    @property
+    def executor_settings(self) -> dict[str, Any]:
+        """The executor's saved settings, as JSON values (``ExecutorSettings.to_json``)."""
+        return dict(self.get_meta("executor_settings") or {})
+
+    def record_executor(self, name: str, settings: dict[str, Any]) -> None:
+        """Remember which executor runs this run, and its settings (never secrets)."""
+        self.set_meta("executor", name)
+        self.set_meta("executor_settings", settings)

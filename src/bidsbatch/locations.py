@@ -30,6 +30,7 @@ from .errors import (
     StorageError,
     TransientStorageError,
     UsageError,
+    aws_error_code,
 )
 
 
@@ -463,7 +464,7 @@ class S3Location(Location):
             head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key),
                                            **self.request_extra)
         except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if aws_error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 # A 404 may also mean "no such bucket"; tell the two apart once.
                 self._check_bucket(key)
                 return None
@@ -481,7 +482,8 @@ class S3Location(Location):
             self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.full_key(key), MaxKeys=1,
                                         **self.request_extra)
         except ClientError as exc:
-            raise self.translate_error(exc, "" if _code(exc) == "NoSuchBucket" else key) from None
+            missing_bucket = aws_error_code(exc) == "NoSuchBucket"
+            raise self.translate_error(exc, "" if missing_bucket else key) from None
 
     def read_bytes(self, key: str) -> bytes:
         with self._errors(key):
@@ -589,7 +591,7 @@ class S3Location(Location):
                 )
             return TransientStorageError(f"upload to {where} failed: {text}")
         if isinstance(exc, ClientError):
-            code = _code(exc)
+            code = aws_error_code(exc)
             if code in ("NoSuchBucket",) or (code in ("404", "NotFound") and not key):
                 return StorageError(
                     f"bucket {self.bucket!r} does not exist",
@@ -622,10 +624,6 @@ class S3Location(Location):
         if isinstance(exc, OSError):
             return StorageError(f"local file error for {where}: {exc}")
         return StorageError(f"S3 error for {where}: {exc}")
-
-
-def _code(exc: Any) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _etag(value: str | None) -> str | None:

@@ -25,35 +25,34 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources as importlib_resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cost import (
-    ON_DEMAND,
-    SPOT,
     CostContext,
     HourlyPrice,
     InstanceType,
     RunCost,
+    cheapest_fits,
     run_cost,
     scans_per_instance,
 )
 from .errors import BidsbatchError, UsageError
-from .ledger import AttemptRecord, Ledger
+from .ledger import Ledger
 from .locations import atomic_write
 from .pipelines import Resources
 from .runs import RunDir
 from .specs import RunInfo
 
+if TYPE_CHECKING:
+    from .executors import Executor
+
 PRICES_FILE = "prices.json"
 #: Used when nothing says which region a run or an estimate is in.
 DEFAULT_REGION = "us-east-1"
-#: Used for Batch attempts when neither the ledger nor the run's settings name a type:
-#: the seed setup's instance (one m2g job each).
+#: Used when nothing names an instance type: the seed setup's instance (one m2g job each).
 FALLBACK_INSTANCE_TYPE = "r5.large"
 #: The Price List API answers in us-east-1 (and two other regions), whatever region is priced.
 PRICING_API_REGION = "us-east-1"
-#: Executors that run on instances with a bill.
-PRICED_EXECUTORS = {"aws-batch"}
 
 
 @dataclass(frozen=True)
@@ -389,95 +388,50 @@ def pick_instance(name: str, *, job: Resources, table: PriceTable, region: str
     return family[0] if family else None
 
 
-def cost_context(
-    *, info: RunInfo, executor: str | None, settings: dict[str, Any], table: PriceTable,
-    attempts: list[AttemptRecord],
-) -> CostContext:
-    """How to price a run: its jobs' shape, instance types and markets, and the assumptions.
+def estimate_instance(name: str | None, *, pipe: Any, table: PriceTable, region: str
+                       ) -> tuple[InstanceType, str]:
+    """The instance to price: asked for, else the AWS environment's, else the pipeline's."""
+    from .aws.spec import default_instance_types
 
-    Instance type of a Batch attempt: the ledger's, else the executor settings'
-    first (``instance_types``), else the environment's first, else r5.large.
-    Market: the ledger's, else On-Demand (the higher price).
-    """
-    job = job_resources(info)
-    if executor not in PRICED_EXECUTORS:
-        return CostContext(job=job, priced=False, assumptions=(
-            f"{executor or 'local'} run: wall and CPU time, no dollars",))
-    env = _environment(settings)
-    region = str(settings.get("region") or (env.region if env else "") or default_region())
-    if settings.get("platform") == "fargate":
-        return _fargate_context(job, table=table, region=region, attempts=attempts)
-    region, assumptions = table.region_or_default(region)
-    candidates = list(settings.get("instance_types") or ()) + list(
-        env.instance_types if env else ())
-    default = None
-    origin = ""
-    for name in candidates:
-        default = pick_instance(str(name), job=job, table=table, region=region)
-        if default:
-            origin = "the run's environment" if env and name in env.instance_types else \
-                "the run's settings"
-            break
-    if default is None:
-        default = table.instance_types.get(FALLBACK_INSTANCE_TYPE)
-        origin = "bidsbatch's fallback"
-    unknown_type = [a for a in attempts if not a.instance_type]
-    if unknown_type and default is not None:
-        assumptions.append(f"{len(unknown_type)} attempt(s) without an instance type: "
-                           f"priced as {default.name} ({origin})")
-    strange = sorted({a.instance_type for a in attempts
-                      if a.instance_type and a.instance_type not in table.instance_types})
-    if strange and default is not None:
-        assumptions.append(f"{', '.join(strange)} not in the price table: priced as "
-                           f"{default.name} (add them with --prices or --refresh-prices)")
-    no_market = [a for a in attempts if a.market not in (SPOT, ON_DEMAND)]
-    if no_market:
-        assumptions.append(f"{len(no_market)} attempt(s) without a market: priced On-Demand "
-                           "(the higher price)")
-    return CostContext(
-        job=job, priced=True, instance_types=table.instance_types,
-        prices=table.prices(region), default_instance=default, default_market=ON_DEMAND,
-        region=region, assumptions=tuple(assumptions),
-    )
-
-
-def _fargate_context(job: Resources, *, table: PriceTable, region: str,
-                     attempts: list[AttemptRecord]) -> CostContext:
-    """Fargate bills each task for its own size: a share of 1 of a job-sized 'instance'."""
-    assumptions = []
-    priced = table.fargate_price(job, region)
-    if priced is None:
-        assumptions.append(f"no Fargate prices for {region}: priced as {DEFAULT_REGION}")
-        region = DEFAULT_REGION
-        priced = table.fargate_price(job, region)
-    price, how = priced or (HourlyPrice(), "Fargate: no prices in the table")
-    assumptions.append(how)
-    if any(a.market not in (SPOT, ON_DEMAND) for a in attempts):
-        assumptions.append("attempts without a market: priced as Fargate (not Spot)")
-    task = InstanceType("fargate", job.vcpus, job.memory_mib, job.gpus)
-    return CostContext(job=job, priced=True, prices={"fargate": price},
-                       default_instance=task, default_market=ON_DEMAND, region=region,
-                       assumptions=tuple(assumptions))
-
-
-def _environment(settings: dict[str, Any]) -> Any:
-    name = settings.get("environment")
+    if name:
+        inst = pick_instance(name, job=pipe.resources, table=table, region=region)
+        if inst is None:
+            table.instance(name)  # raises, naming the known types
+            raise UsageError(f"no {name} instance fits a {pipe.name} job")
+        return inst, "--instance-type"
     try:
         from .config import default_environment_name, load_environment
 
-        if not name and not settings.get("job_queue"):
-            name = default_environment_name()
-        return load_environment(name) if name else None
+        env_name = default_environment_name()
+        env = load_environment(env_name) if env_name else None
     except BidsbatchError:
-        return None  # a deleted or unreadable environment: price with the fallbacks
+        env = None
+    if env is not None:
+        for candidate in env.instance_types:
+            inst = pick_instance(candidate, job=pipe.resources, table=table, region=region)
+            if inst:
+                return inst, f"the AWS environment {env.name}"
+    # Like Batch with several families to choose from: the cheapest per scan that fits.
+    usual = [i for c in default_instance_types(pipe.name, pipe.resources)
+             if (i := pick_instance(c, job=pipe.resources, table=table, region=region))]
+    priced = cheapest_fits(pipe.resources, instances=usual, prices=table.prices(region),
+                           hours_per_scan=1.0)
+    if priced:
+        return priced[0].instance, f"the {pipe.name} pipeline's usual instance types"
+    return table.instance(FALLBACK_INSTANCE_TYPE), "bidsbatch's fallback"
 
 
-def run_cost_for(run: RunDir, ledger: Ledger, *, table: PriceTable | None = None,
-                 now: datetime | None = None) -> RunCost:
-    """The cost of a run so far, from its ledger."""
+def run_cost_for(run: RunDir, ledger: Ledger, *, executor: Executor | None,
+                 table: PriceTable | None = None, now: datetime | None = None) -> RunCost:
+    """The cost of a run so far, from its ledger, priced as its executor says.
+
+    ``executor`` None: the run was never submitted (times only, no dollars).
+    """
     info = run.info()
     attempts = ledger.attempts()
-    ctx = cost_context(info=info, executor=ledger.get_meta("executor"),
-                       settings=dict(ledger.get_meta("executor_settings") or {}),
-                       table=table or load_prices(), attempts=attempts)
+    if executor is None:
+        ctx = CostContext(job=job_resources(info), priced=False,
+                          assumptions=("not submitted: no times, no dollars",))
+    else:
+        ctx = executor.cost_context(info=info, table=table or load_prices(), attempts=attempts)
     return run_cost(attempts, ctx, now=now or datetime.now(UTC), scan_ids=info.scans)

@@ -23,8 +23,9 @@ from rich.text import Text
 
 from .console import err_console
 from .cost import duration
-from .ledger import ACTIVE, STATES, ScanRecord
+from .ledger import ScanRecord
 from .runner import Snapshot
+from .states import ACTIVE, STATES
 
 STATE_STYLE = {
     "planned": "dim", "submitted": "cyan", "running": "blue", "succeeded": "green",

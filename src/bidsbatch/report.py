@@ -42,19 +42,21 @@ from .cost import (
     dollars,
     duration,
 )
-from .ledger import STATES, Ledger, ScanRecord
+from .executors import Executor
+from .ledger import GroupRecord, Ledger, ScanRecord
 from .locations import atomic_write
 from .pricing import PriceTable, job_resources, load_prices, run_cost_for
 from .report_assets import CSS, JS
+from .runner import executor_for
 from .runs import RunDir
 from .specs import RunInfo
+from .states import STATES
 
 REPORT_FILE = "report.html"
 #: Above this many attempts (or rows) the timeline bins scans and time into cells.
 MAX_BARS = 2000
 MAX_ROWS = 400
-#: Lines of each failed scan's log shown in the report, and how many failed scans get them.
-LOG_TAIL_LINES = 30
+#: How many failed scans get the tail of their log in the report.
 MAX_FAILURE_TAILS = 25
 #: Scan table rows per page (the rest are a click away; all of them print).
 ROWS_PER_PAGE = 100
@@ -70,11 +72,11 @@ class ReportData:
 
     run: RunDir
     info: RunInfo
-    executor: str | None
-    settings: dict[str, Any]
+    #: The executor the run was submitted to (None: planned, never submitted).
+    executor: Executor | None
     scans: list[ScanRecord]
     cost: RunCost
-    group: dict[str, Any]
+    group: GroupRecord
     prices: str
     generated_at: datetime
 
@@ -88,12 +90,10 @@ def collect(run: RunDir, *, table: PriceTable | None = None,
     with Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(info.scans)
         scans = ledger.scans()
-        cost = run_cost_for(run, ledger, table=table, now=now)
-        group = {k: ledger.get_meta(f"group_{k}") for k in
-                 ("state", "started_at", "finished_at", "exit_code", "reason")}
-        executor = ledger.get_meta("executor")
-        settings = dict(ledger.get_meta("executor_settings") or {})
-    return ReportData(run=run, info=info, executor=executor, settings=settings, scans=scans,
+        executor = executor_for(run, ledger) if ledger.executor_name else None
+        cost = run_cost_for(run, ledger, executor=executor, table=table, now=now)
+        group = ledger.group()
+    return ReportData(run=run, info=info, executor=executor, scans=scans,
                       cost=cost, group=group,
                       prices=table.describe_sources() if cost.priced else "",
                       generated_at=now)
@@ -148,7 +148,7 @@ def _header(data: ReportData) -> str:
     info = data.info
     pipe = info.pipeline.get("name", "")
     res = job_resources(info)
-    where = data.executor or "not submitted"
+    where = data.executor.describe() if data.executor else "not submitted"
     if data.cost.region:
         where += f" · {data.cost.region}"
     return (
@@ -226,8 +226,8 @@ def _state_bar(data: ReportData) -> str:
     legend = "".join(f'<li><i class="bg-{s}"></i>{s} <b>{counts[s]:,}</b></li>'
                      for s in order if counts.get(s))
     group = ""
-    if data.group.get("state"):
-        group = (f'<li class="muted">group step: <b>{html.escape(str(data.group["state"]))}'
+    if data.group.state:
+        group = (f'<li class="muted">group step: <b>{html.escape(str(data.group.state))}'
                  "</b></li>")
     return (f'<div class="statebar" role="img" aria-label="scans per state">{bar}</div>'
             f'<ul class="legend">{legend}{group}</ul>')
@@ -630,39 +630,19 @@ def _assumptions(items: Iterable[str]) -> str:
 
 
 def log_link(rec: ScanRecord, data: ReportData, *, out_dir: Path) -> str:
-    """Where a scan's log is: a path relative to the report, or the AWS console."""
+    """Where a scan's log is: a path relative to the report, or a web page of the engine's."""
     log = rec.log or ""
     if log.startswith(("https://", "http://")):
         return log
-    local = Path(log) if log and (log.startswith("/") or Path(log).exists()) else None
-    if local is None and data.executor not in ("aws-batch",):
-        candidate = data.run.log_path(rec.scan_id)
-        local = candidate if candidate.exists() else None
+    if data.executor is None:
+        return ""
+    local = data.executor.log_file(data.run, rec)
     if local is not None:
         try:
             return quote(os.path.relpath(local, out_dir))
         except ValueError:  # another drive (Windows)
             return local.absolute().as_uri()
-    if data.executor == "aws-batch":
-        region = data.cost.region or str(data.settings.get("region") or "")
-        if log:  # a CloudWatch log stream name, as Batch reports it (logStreamName)
-            group = str(data.settings.get("log_group") or "/aws/batch/job")
-            return cloudwatch_url(region=region, group=group, stream=log)
-        if rec.job_id:
-            return (f"https://{region}.console.aws.amazon.com/batch/home?region={region}"
-                    f"#jobs/detail/{quote(rec.job_id, safe='')}")
-    return ""
-
-
-def cloudwatch_url(*, region: str, group: str, stream: str) -> str:
-    """The CloudWatch console page of one log stream."""
-
-    def enc(text: str) -> str:
-        # The console's own encoding: URL-encoded twice, with '$' for '%'.
-        return quote(quote(text, safe=""), safe="").replace("%", "$")
-
-    return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-            f"#logsV2:log-groups/log-group/{enc(group)}/log-events/{enc(stream)}")
+    return data.executor.log_link(data.run, rec) or ""
 
 
 def _table_section(data: ReportData, *, out_dir: Path) -> str:
@@ -758,22 +738,6 @@ def _static_row(row: list[Any], columns: list[dict[str, str]]) -> str:
 # --------------------------------------------------------------------------- failures
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str] | None:
-    """The last ``lines`` lines of a log file (None when it cannot be read)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    out = text.splitlines()
-    if size > 64 * 1024:
-        out = out[1:]  # the first line read is likely cut
-    return out[-lines:]
-
-
 def _failures_section(data: ReportData) -> str:
     e = html.escape
     failed = [r for r in data.scans if r.state == "failed"]
@@ -782,16 +746,12 @@ def _failures_section(data: ReportData) -> str:
                 "</section>")
     parts = []
     for rec in failed[:MAX_FAILURE_TAILS]:
-        where = ""
-        tail = None
-        if data.executor == "aws-batch":
-            where = ('<pre class="muted">The log is in CloudWatch Logs: open it from the '
-                     "scan table, or run bidsbatch logs RUN SCAN.</pre>")
+        tail = data.executor.log_tail(data.run, rec) if data.executor else None
+        if tail:
+            where = f"<pre>{e(chr(10).join(tail))}</pre>"
         else:
-            path = Path(rec.log) if rec.log else data.run.log_path(rec.scan_id)
-            tail = log_tail(path)
-            where = (f"<pre>{e(chr(10).join(tail))}</pre>" if tail else
-                     f'<pre class="muted">no log at {e(str(path))}</pre>')
+            missing = data.executor.log_missing(data.run, rec) if data.executor else "no log"
+            where = f'<pre class="muted">{e(missing)}</pre>'
         code = "" if rec.exit_code is None else f"exit {rec.exit_code}"
         attempts = f"{rec.attempts} attempt{'s' if rec.attempts != 1 else ''}"
         parts.append(
@@ -807,7 +767,7 @@ def _failures_section(data: ReportData) -> str:
         more = (f'<p class="muted">{len(rest):,} more failed scans (filter the table by '
                 f'"failed"): <span class="mono">{names}'
                 f"{' …' if len(rest) > 300 else ''}</span></p>")
-    tail_note = "" if data.executor == "aws-batch" else f"last {LOG_TAIL_LINES} lines of each log"
+    tail_note = data.executor.log_note() if data.executor else ""
     return (f'<section><h2>Failures<span class="note">{len(failed):,} scans'
             f'{" · " + tail_note if tail_note else ""}</span></h2>{"".join(parts)}{more}'
             "</section>")
@@ -824,10 +784,10 @@ def _footer(data: ReportData) -> str:
         ("pipeline", f"{info.pipeline.get('name', '')} · {info.pipeline.get('image', '')} · "
                      f"{res.vcpus:g} vCPU, {res.memory_mib:,} MiB, "
                      f"{info.pipeline.get('attempts', '')} attempts"),
-        ("executor", data.executor or "–"),
+        ("executor", data.executor.describe() if data.executor else "–"),
         ("bidsbatch", info.bidsbatch_version),
     ]
-    if data.group.get("state"):
-        rows.append(("group step", str(data.group["state"])))
+    if data.group.state:
+        rows.append(("group step", str(data.group.state)))
     kv = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in rows)
     return f'<footer><dl class="kv">{kv}</dl></footer>'

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError
-from .executors import Executor, make_executor
-from .ledger import ACTIVE, FAILED, SKIPPED, SUBMITTED, Ledger, ScanRecord
+from .executors import Executor, restore_executor
+from .ledger import GroupRecord, Ledger, ScanRecord
 from .locations import open_location
 from .markers import done_scans
 from .plan import Plan
 from .runs import RunDir
 from .specs import Spec
+from .states import ACTIVE, GroupState, ScanState
 
 
 @dataclass
@@ -43,8 +44,7 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
     run = plan.write(run_dir)
     with Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(s.scan_id for s in plan.specs)
-        ledger.set_meta("executor", executor.name)
-        ledger.set_meta("executor_settings", executor.settings())
+        ledger.record_executor(executor.name, executor.saved_settings())
         executor.poll(run, ledger)  # a previous invocation may still be running
         active: set[str] = set()
         if executor.busy(run, ledger) and ledger.scans(states=ACTIVE):
@@ -63,11 +63,12 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
                 if spec.scan_id in active:
                     result.already_active.append(spec.scan_id)
                 elif spec.scan_id in done:
-                    ledger.update(spec.scan_id, state=SKIPPED,
+                    ledger.update(spec.scan_id, state=ScanState.SKIPPED,
                                   reason="already done (completion marker)")
                     result.skipped.append(spec.scan_id)
                 else:
-                    ledger.update(spec.scan_id, state=SUBMITTED, exit_code=None, reason=None)
+                    ledger.update(spec.scan_id, state=ScanState.SUBMITTED, exit_code=None,
+                                  reason=None)
                     todo.append(spec)
         _prepare_group(plan, ledger, nothing_new=not todo)
         executor.submit(run, todo, ledger, force=force)
@@ -77,39 +78,45 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
 
 def _prepare_group(plan: Plan, ledger: Ledger, *, nothing_new: bool) -> None:
     if plan.pipeline.group is None:
-        ledger.set_meta("group_state", None)
+        ledger.set_group(None)
         return
-    if nothing_new and ledger.get_meta("group_state") == "succeeded":
+    if nothing_new and ledger.group().state == GroupState.SUCCEEDED:
         return  # every scan was done and so was the group step
-    ledger.set_meta("group_state", "submitted")
+    ledger.set_group(GroupState.SUBMITTED)
 
 
 def executor_for(run: RunDir, ledger: Ledger, overrides: dict[str, Any] | None = None) -> Executor:
     """Rebuild the executor a run was submitted with (settings saved in its ledger)."""
-    name = ledger.get_meta("executor")
+    name = ledger.executor_name
     if not name:
         raise UsageError(f"run {run.path.name} was planned but never submitted",
                          hint="start it with bidsbatch run")
-    settings = dict(ledger.get_meta("executor_settings") or {})
-    settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return make_executor(name, settings)
+    return restore_executor(name, ledger.executor_settings, overrides)
+
+
+def submitted_executor(run: RunDir, ledger: Ledger) -> Executor | None:
+    """The run's executor, or None when the run was planned and never submitted."""
+    return executor_for(run, ledger) if ledger.executor_name else None
 
 
 def retry_failed(run: RunDir, *, overrides: dict[str, Any] | None = None) -> list[str]:
     """Submit the failed (and cancelled) scans of ``run`` again; returns their ids."""
     with Ledger.open(run.ledger_path) as ledger:
         executor = executor_for(run, ledger, overrides)
+        # What the retry changed (``--jobs``) holds for the rest of the run.
+        ledger.record_executor(executor.name, executor.saved_settings())
         executor.poll(run, ledger)
         if ledger.scans(states=ACTIVE):
             raise UsageError(f"run {run.path.name} is still running",
                              hint="wait for it or cancel it before retrying")
-        again = [r.scan_id for r in ledger.scans(states=(FAILED, "cancelled"))]
+        again = [r.scan_id for r in ledger.scans(states=(ScanState.FAILED,
+                                                          ScanState.CANCELLED))]
         if not again:
             return []
         specs = [run.spec(s) for s in again]
-        ledger.update_many(again, state=SUBMITTED, exit_code=None, reason=None)
-        if ledger.get_meta("group_state") is not None:
-            ledger.set_meta("group_state", "submitted")
+        ledger.update_many(again, state=ScanState.SUBMITTED, exit_code=None, reason=None)
+        if ledger.group().state is not None:
+            ledger.set_group(GroupState.SUBMITTED)
         executor.submit(run, specs, ledger, force=False)
         return again
 
@@ -121,7 +128,7 @@ def fetch_details(run: RunDir) -> None:
     (see :meth:`Executor.fetch_details`). A run never submitted has nothing to read.
     """
     with Ledger.open(run.ledger_path) as ledger:
-        if ledger.get_meta("executor"):
+        if ledger.executor_name:
             executor_for(run, ledger).fetch_details(run, ledger)
 
 
@@ -136,11 +143,18 @@ def cancel(run: RunDir) -> dict[str, int]:
 class Snapshot:
     """The state of a run at one moment, for progress displays."""
 
-    counts: dict[str, int]
+    counts: dict[ScanState, int]
     records: list[ScanRecord]
-    group_state: str | None
+    group_state: GroupState | None
     elapsed: float
     busy: bool
+    group: GroupRecord = field(default_factory=GroupRecord)
+
+    @property
+    def failed(self) -> bool:
+        """Did anything of the run fail or get cancelled (the run's exit code is then 1)?"""
+        return bool(self.counts[ScanState.FAILED] or self.counts[ScanState.CANCELLED]
+                    or self.group_state == GroupState.FAILED)
 
 
 def snapshot(run: RunDir, ledger: Ledger, executor: Executor, *, started: float) -> Snapshot:
@@ -148,7 +162,8 @@ def snapshot(run: RunDir, ledger: Ledger, executor: Executor, *, started: float)
     return Snapshot(
         counts=ledger.counts(),
         records=ledger.scans(),
-        group_state=ledger.get_meta("group_state"),
+        group_state=(group := ledger.group()).state,
+        group=group,
         elapsed=time.monotonic() - started,
         busy=executor.busy(run, ledger),
     )
@@ -166,6 +181,10 @@ def wait(
     started = time.monotonic()
     with Ledger.open(run.ledger_path) as ledger:
         executor = executor_for(run, ledger)
+        # An engine that asks to be polled less often (a cluster's controller) is.
+        interval = max(interval, executor.min_poll_seconds)
+        if max_interval is not None:
+            max_interval = max(max_interval, executor.min_poll_seconds)
         delay = interval
         while True:
             snap = snapshot(run, ledger, executor, started=started)

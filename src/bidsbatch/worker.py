@@ -38,13 +38,19 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, TextIO
 
 from . import __version__
 from .containers.job import AppPaths, prepare_app
 from .errors import (
+    EX_CANNOT_EXECUTE,
+    EX_FAILURE,
+    EX_NOT_FOUND,
+    EX_OK,
+    EX_TEMPFAIL,
+    EX_TIMEOUT,
     BidsbatchError,
     StorageError,
     TransientStorageError,
@@ -64,6 +70,7 @@ from .markers import (
 )
 from .pipelines import CREDENTIAL_VARIABLES, check_no_credentials, fill_runtime
 from .specs import Manifest, Spec, canonical_json
+from .timestamps import Clock, iso, utcnow
 from .transfer import (
     DEFAULT_WORKERS,
     MiB,
@@ -73,15 +80,6 @@ from .transfer import (
     download_many,
     upload_tree,
 )
-
-# Exit codes. The app's own code is passed through; these are the worker's.
-EX_OK = 0
-EX_FAILURE = 1  # the worker failed: bad spec, refused key, storage error that will not pass
-EX_USAGE = 2  # bad command line, unreadable spec or manifest
-EX_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: a storage fault that outlived its retries; retry me
-EX_TIMEOUT = 124  # the app ran past its timeout (as timeout(1) reports it)
-EX_CANNOT_EXECUTE = 126  # the app exists but cannot be executed (as a shell reports it)
-EX_NOT_FOUND = 127  # the app is not on PATH (as a shell reports it)
 
 #: Free disk wanted beyond the inputs before stage-in: 10 % of them plus 100 MiB.
 DISK_MARGIN_RATIO = 0.10
@@ -95,18 +93,6 @@ THREAD_VARIABLES = (
     "OPENBLAS_NUM_THREADS",
     "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
 )
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """``2024-05-01T12:00:00.123Z``: UTC, milliseconds."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
 
 class Terminated(BaseException):
     """The worker was asked to stop (SIGTERM: Batch stopping the job, a Spot reclaim).

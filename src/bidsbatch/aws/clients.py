@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import BidsbatchError, UsageError
+from ..errors import BidsbatchError, UsageError, aws_error_code
 
 T = TypeVar("T")
 
@@ -93,18 +93,12 @@ _DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation
                  "UnauthorizedAccess", "Forbidden", "403"}
 
 
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ClientError ('' for anything else)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return ""
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 def error_message(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Message", "") or error_code(exc))
+        return str(response.get("Error", {}).get("Message", "") or aws_error_code(exc))
     return str(exc)
 
 
@@ -147,7 +141,7 @@ def translate_aws_error(exc: BaseException, what: str, *, hint: str | None = Non
             hint="check your network (and AWS_ENDPOINT_URL if you set it)",
         )
     if isinstance(exc, ClientError):
-        code, message = error_code(exc), error_message(exc)
+        code, message = aws_error_code(exc), error_message(exc)
         if code in _CREDENTIAL_CODES:
             return BidsbatchError(
                 f"AWS rejected your credentials while {what} ({code})",

@@ -10,7 +10,7 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
-from .clients import error_code
+from ..errors import aws_error_code
 from .spec import SERVICE_LINKED_ROLE, SERVICE_LINKED_ROLE_PATH
 
 
@@ -51,7 +51,7 @@ def _find_launch_template(ec2: Any, name: str) -> dict[str, Any] | None:
     try:
         found = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"]
     except Exception as exc:
-        if "NotFound" in error_code(exc):
+        if "NotFound" in aws_error_code(exc):
             return None
         raise
     return found[0] if found else None

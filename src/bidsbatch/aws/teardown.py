@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import remove_environment
-from .clients import AwsClients, Waiter, aws_errors, error_code
+from ..errors import aws_error_code
+from .clients import AwsClients, Waiter, aws_errors
 from .lookups import _describe_ce, _describe_queue, _log_group_tags, _pages, _tag_dict
 from .results import Change, EnvironmentStatus, OnChange, Resource, TeardownResult
 from .spec import IAM_PATH, LOG_GROUP_PREFIX, TAG_KEY, ResourceNames
@@ -244,7 +245,7 @@ def _delete_security_group(ec2: Any, group_id: str, waiter: Waiter) -> None:
         try:
             ec2.delete_security_group(GroupId=group_id)
         except Exception as exc:
-            code = error_code(exc)
+            code = aws_error_code(exc)
             if code == "InvalidGroup.NotFound":
                 return True
             # Network interfaces of terminated instances linger for a few minutes.

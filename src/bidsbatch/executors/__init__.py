@@ -1,39 +1,41 @@
-"""One registry of executors; everything else (CLI choices, help) derives from it."""
+"""Executors: where scans run. One registry (``registry.py``); one package per engine.
+
+:func:`make_executor` builds one from settings given on the command line or
+through the API; :func:`restore_executor` rebuilds the one a run was
+submitted with, from the settings saved in its ledger.
+"""
 
 from __future__ import annotations
 
-from importlib import import_module
+from collections.abc import Mapping
 from typing import Any
 
-from ..errors import UsageError
 from .base import Executor
-
-#: name -> "module:Class". Adding an executor is one line here and its module.
-REGISTRY: dict[str, str] = {
-    "local": "bidsbatch.executors.local:LocalExecutor",
-    "aws-batch": "bidsbatch.executors.awsbatch:AwsBatchExecutor",
-}
+from .registry import Engine, engine, engines, visible_names
+from .settings import ExecutorSettings, option
 
 
-def executor_names() -> list[str]:
-    return list(REGISTRY)
+def make_executor(name: str, options: Mapping[str, Any] | None = None) -> Executor:
+    """An executor by name, its settings from ``options`` (checked and completed)."""
+    eng = engine(name)
+    settings = eng.settings.from_json(dict(options or {}))
+    return eng.load().from_settings(settings)
 
 
-def executor_class(name: str) -> type[Executor]:
-    target = REGISTRY.get(name)
-    if target is None:
-        raise UsageError(f"unknown executor {name!r}",
-                         hint=f"choose one of: {', '.join(REGISTRY)}")
-    module, _, cls = target.partition(":")
-    try:
-        return getattr(import_module(module), cls)
-    except ImportError as exc:
-        raise UsageError(f"the {name} executor is not available: {exc}") from None
+def restore_executor(name: str, saved: Mapping[str, Any],
+                     overrides: Mapping[str, Any] | None = None) -> Executor:
+    """The executor a run was submitted with, from its saved settings.
+
+    Saved settings were checked when the run was submitted, so they are not
+    checked again (an AWS environment deleted since must not stop ``status``);
+    ``overrides`` (``retry --jobs``) are.
+    """
+    eng = engine(name)
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    settings = eng.settings.from_json(dict(saved)).merged(changes)
+    cls = eng.load()
+    return cls.from_settings(settings) if changes else cls(settings)
 
 
-def make_executor(name: str, options: dict[str, Any] | None = None) -> Executor:
-    """An executor by name, configured from ``options`` (CLI values or saved settings)."""
-    return executor_class(name).from_options(dict(options or {}))
-
-
-__all__ = ["REGISTRY", "Executor", "executor_class", "executor_names", "make_executor"]
+__all__ = ["Engine", "Executor", "ExecutorSettings", "engine", "engines", "make_executor",
+           "option", "restore_executor", "visible_names"]

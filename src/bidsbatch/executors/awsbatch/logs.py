@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
-from .awsbatch_api import FINAL, BatchApi
-from .awsbatch_settings import DEFAULT_LOG_GROUP
+from .api import FINAL, BatchApi
+from .settings import DEFAULT_LOG_GROUP
 
 _ABSENT = frozenset({"ResourceNotFoundException"})
 
@@ -126,3 +127,14 @@ class BatchLogs:
             if not follow or ended:
                 return
             self.sleep(self.interval)
+
+
+def cloudwatch_url(*, region: str, group: str, stream: str) -> str:
+    """The CloudWatch console page of one log stream."""
+
+    def enc(text: str) -> str:
+        # The console's own encoding: URL-encoded twice, with '$' for '%'.
+        return quote(quote(text, safe=""), safe="").replace("%", "$")
+
+    return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+            f"#logsV2:log-groups/log-group/{enc(group)}/log-events/{enc(stream)}")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..errors import BidsbatchError, UsageError
+from ...errors import BidsbatchError, UsageError, aws_error_code
 
 THROTTLE_CODES = frozenset({
     "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException",
@@ -32,11 +32,6 @@ DESCRIBE_BATCH = 100
 FINAL = frozenset({"SUCCEEDED", "FAILED"})
 
 
-def error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return ""
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 def _status(exc: BaseException) -> int:
@@ -47,7 +42,7 @@ def _status(exc: BaseException) -> int:
 
 
 def is_throttle(exc: BaseException) -> bool:
-    return error_code(exc) in THROTTLE_CODES or _status(exc) == 429
+    return aws_error_code(exc) in THROTTLE_CODES or _status(exc) == 429
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -57,7 +52,7 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, BotoConnectionError | ReadTimeoutError):
         return True
-    return error_code(exc) in TRANSIENT_CODES or _status(exc) >= 500
+    return aws_error_code(exc) in TRANSIENT_CODES or _status(exc) >= 500
 
 
 class AmbiguousSubmit(Exception):
@@ -131,7 +126,7 @@ class BatchApi:
             try:
                 return getattr(client, operation)(**kwargs)
             except (ClientError, BotoCoreError) as exc:
-                if error_code(exc) in absent:
+                if aws_error_code(exc) in absent:
                     return {}
                 again = is_throttle(exc) or (retry_transient and is_transient(exc))
                 if not again and is_transient(exc):
@@ -226,9 +221,9 @@ class _Errors:
 
 def translate(exc: BaseException, what: str) -> BidsbatchError:
     """One clear line for a botocore error met while doing ``what``."""
-    from ..aws.clients import translate_aws_error
+    from ...aws.clients import translate_aws_error
 
-    code = error_code(exc)
+    code = aws_error_code(exc)
     message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", "")) or str(exc)
     if is_throttle(exc):
         return BidsbatchError(f"AWS Batch kept throttling while {what} ({code or 429})",

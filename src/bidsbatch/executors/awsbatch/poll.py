@@ -4,9 +4,9 @@
 ``DescribeJobs`` (100 ids a call) for the run's live jobs: array parents,
 single jobs, the group step. For an array whose
 ``arrayProperties.statusSummary`` did not change since the last poll, nothing
-more. A final array whose parent SUCCEEDED has every child succeeded: its
+more. A final array whose parent ScanState.SUCCEEDED has every child succeeded: its
 scans are closed in one ledger transaction, no child asked about. A final
-array that FAILED lists its ``FAILED`` children (``ListJobs``, 1,000 a page;
+array that ScanState.FAILED lists its ``FAILED`` children (``ListJobs``, 1,000 a page;
 a summary carries the exit code and reason) and the rest succeeded. A live
 array lists children by state, only the states whose counts disagree with
 the ledger (and the running ones, a set that moves), and records what the
@@ -28,10 +28,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ledger import ACTIVE, CANCELLED, FAILED, PLANNED, RUNNING, SUCCEEDED, JobRecord, Ledger
-from ..ledger import ScanRecord as Record
-from .awsbatch_api import FINAL, BatchApi
-from .awsbatch_status import (
+from ...ledger import JobRecord, Ledger
+from ...ledger import ScanRecord as Record
+from ...states import ACTIVE, GroupState, ScanState
+from .api import FINAL, BatchApi
+from .states import (
     JobState,
     PollState,
     apply_job,
@@ -40,7 +41,7 @@ from .awsbatch_status import (
     group_outcome,
     ms_iso,
 )
-from .awsbatch_submit import EXECUTOR, child_id, child_index
+from .submit import EXECUTOR, child_id, child_index
 
 #: Child ids described in full that have no attempt to record (ended before they
 #: started, or forgotten by Batch): the details pass does not ask about them again.
@@ -56,7 +57,7 @@ def release_orphans(ledger: Ledger, state: PollState) -> None:
     orphans = [r.scan_id for r in ledger.scans(states=ACTIVE)
                if not r.job_id or state.jobs.get(r.job_id.split(":")[0], JobState()).done]
     if orphans:
-        ledger.update_many(orphans, state=PLANNED, reason=ORPHAN_REASON)
+        ledger.update_many(orphans, state=ScanState.PLANNED, reason=ORPHAN_REASON)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def poll(api: BatchApi, ledger: Ledger, *,
         for cid, (scan, job, summary) in changes.listed.items():
             apply_summary(ledger, scan, cid, summary, cancelled=state[job.job_id].cancelled)
         for cid, (scan, _job) in changes.succeeded.items():
-            ledger.update(scan, state=SUCCEEDED, job_id=cid, exit_code=0, reason=None)
+            ledger.update(scan, state=ScanState.SUCCEEDED, job_id=cid, exit_code=0, reason=None)
         for cid, (scan, job) in changes.described.items():
             desc = extra.get(cid) or descs.get(cid)
             if desc is not None:
@@ -143,10 +144,11 @@ def _changed_children(api: BatchApi, job: JobRecord, desc: dict[str, Any],
         if rec is not None and rec.job_id == child_id(job, i):
             mine[i] = rec
     have = {
-        "SUCCEEDED": {i for i, r in mine.items() if r.state == SUCCEEDED},
+        "SUCCEEDED": {i for i, r in mine.items() if r.state == ScanState.SUCCEEDED},
         # The ledger marks a cancelled scan at once; Batch's FAILED confirms it (finished_at).
-        "FAILED": {i for i, r in mine.items() if r.state in (FAILED, CANCELLED) and r.finished_at},
-        "RUNNING": {i for i, r in mine.items() if r.state == RUNNING},
+        "FAILED": {i for i, r in mine.items()
+                   if r.state in (ScanState.FAILED, ScanState.CANCELLED) and r.finished_at},
+        "RUNNING": {i for i, r in mine.items() if r.state == ScanState.RUNNING},
     }
 
     def cid(index: int) -> str:
@@ -220,13 +222,14 @@ def fetch_details(api: BatchApi, ledger: Ledger, *,
         if wanted is not None:
             if rec.scan_id not in wanted:
                 continue
-        elif rec.state not in (RUNNING, SUCCEEDED, FAILED, CANCELLED):
+        elif rec.state not in (ScanState.RUNNING, ScanState.SUCCEEDED, ScanState.FAILED,
+                               ScanState.CANCELLED):
             continue
         if not rec.job_id or rec.job_id in skip or rec.job_id.split(":")[0] not in ours:
             continue
         done = recorded.get((rec.scan_id, rec.job_id), [])
         # A running scan's current attempt is open; an ended scan's are all closed.
-        complete = (not all(done)) if rec.state == RUNNING else bool(done) and all(done)
+        complete = (not all(done)) if rec.state == ScanState.RUNNING else bool(done) and all(done)
         if not complete:
             want[rec.job_id] = (rec.scan_id, rec.job_id.split(":")[0])
     if not want:
@@ -255,29 +258,29 @@ def _vanished(ledger: Ledger, job: JobRecord, records: dict[str, Record],
     with ledger.transaction():
         for scan in active:
             if scan in done:
-                ledger.update(scan, state=SUCCEEDED, reason=f"{reason}; its marker says done")
+                ledger.update(scan, state=ScanState.SUCCEEDED,
+                              reason=f"{reason}; its marker says done")
             else:
-                ledger.update(scan, state=FAILED, reason=reason)
-    if job.kind == "group" and ledger.get_meta("group_job_id") == job.job_id:
-        ledger.set_meta("group_state", FAILED)
-        ledger.set_meta("group_reason", reason)
+                ledger.update(scan, state=ScanState.FAILED, reason=reason)
+    if job.kind == "group" and ledger.group().job_id == job.job_id:
+        ledger.set_group(GroupState.FAILED, reason=reason)
 
 
 def _group(ledger: Ledger, state: PollState, live: list[JobRecord],
            descs: dict[str, dict[str, Any]]) -> None:
-    gid = ledger.get_meta("group_job_id")
+    gid = ledger.group().job_id
     if not gid or gid not in descs or all(j.job_id != gid for j in live):
         return
     desc = descs[gid]
     counts = ledger.counts()
     outcome, reason = group_outcome(desc, cancelled=state[gid].cancelled,
-                                    scans_failed=bool(counts[FAILED] or counts[CANCELLED]))
-    ledger.set_meta("group_state", outcome)
-    ledger.set_meta("group_reason", reason)
+                                    scans_failed=bool(counts[ScanState.FAILED]
+                                                      or counts[ScanState.CANCELLED]))
+    ledger.set_group(outcome, reason=reason)
     if desc.get("startedAt"):
-        ledger.set_meta("group_started_at", ms_iso(desc["startedAt"]))
+        ledger.set_group(started_at=ms_iso(desc["startedAt"]))
     if desc["status"] in FINAL:
-        ledger.set_meta("group_finished_at", ms_iso(desc.get("stoppedAt")))
-        ledger.set_meta("group_exit_code", (desc.get("container") or {}).get("exitCode"))
-        if outcome == FAILED:
-            ledger.set_meta("group_reason", failure_reason(desc))
+        ledger.set_group(finished_at=ms_iso(desc.get("stoppedAt")),
+                         exit_code=(desc.get("container") or {}).get("exitCode"))
+        if outcome == GroupState.FAILED:
+            ledger.set_group(reason=failure_reason(desc))

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BidsbatchError
-from ..ledger import SUBMITTED, JobRecord, Ledger
-from ..runs import RunDir
-from ..specs import RunInfo, Spec
-from .awsbatch_api import FINAL, BatchApi
-from .awsbatch_jobdef import ensure_job_definition, resource_requirements
-from .awsbatch_naming import job_name, job_tags, name_prefix, parse_job_name
-from .awsbatch_runfiles import RunFiles
-from .awsbatch_settings import BatchSettings
-from .awsbatch_status import STATE_OF, PollState, apply_job
+from ...errors import BidsbatchError
+from ...ledger import JobRecord, Ledger
+from ...runs import RunDir
+from ...specs import RunInfo, Spec
+from ...states import GroupState, ScanState
+from .api import FINAL, BatchApi
+from .jobdef import ensure_job_definition, resource_requirements
+from .naming import job_name, job_tags, name_prefix, parse_job_name
+from .runfiles import RunFiles
+from .settings import BatchSettings
+from .states import GROUP_STATE_OF, PollState, apply_job
 
 EXECUTOR = "aws-batch"
 #: AWS Batch takes at most 20 dependencies per job.
@@ -98,10 +99,10 @@ class Submitter:
         return [j for j in self.ledger.jobs() if j.executor == EXECUTOR]
 
     def _adopt_group(self, job_id: str, n: int) -> None:
-        current = self.ledger.get_meta("group_job_id")
+        current = self.ledger.group().job_id
         mine = {j.job_id: submission(j) for j in self.ledger.jobs(kind="group")}
         if current is None or mine.get(current, -1) < n:
-            self.ledger.set_meta("group_job_id", job_id)
+            self.ledger.set_group(job_id=job_id)
 
     def uncovered(self, specs: list[Spec], jobs: list[JobRecord], *, force: bool) -> list[Spec]:
         """The specs no live (or, without ``force``, succeeded) job already covers."""
@@ -152,7 +153,7 @@ class Submitter:
             for scan, (job, cid) in covered.items():
                 desc = descs.get(cid)
                 if desc is None:
-                    self.ledger.update(scan, job_id=cid, state=SUBMITTED)
+                    self.ledger.update(scan, job_id=cid, state=ScanState.SUBMITTED)
                 else:
                     apply_job(self.ledger, scan, cid, desc,
                               cancelled=self.state[job.job_id].cancelled)
@@ -217,7 +218,7 @@ class Submitter:
                                     details=self._details(request, n, manifest=manifest,
                                                           force=force))
                 for i, scan in enumerate(scans):
-                    self.ledger.update(scan, state=SUBMITTED, reason=None,
+                    self.ledger.update(scan, state=ScanState.SUBMITTED, reason=None,
                                        job_id=f"{job_id}:{i}" if kind == "array" else job_id)
             ids.append(job_id)
         return ids
@@ -225,13 +226,13 @@ class Submitter:
     def submit_group(self, jobs: list[JobRecord], *, new_ids: list[str]) -> None:
         """The group step's job, depending on every live job of the run."""
         group = self.info.pipeline.get("group") or {}
-        current = self.ledger.get_meta("group_job_id")
+        current = self.ledger.group().job_id
         if current and not new_ids:
             desc = self.api.describe_jobs([current]).get(current)
             if desc and desc["status"] != "FAILED" and not self.state[current].cancelled:
                 # Nothing new ran: the group job already there still stands.
                 self.state[current].done = False
-                self.ledger.set_meta("group_state", STATE_OF.get(desc["status"], SUBMITTED))
+                self.ledger.set_group(GROUP_STATE_OF.get(desc["status"], GroupState.SUBMITTED))
                 return
         if current and self.state.is_live(current) and not self.state[current].cancelled:
             # It waits on the old jobs only; the new one waits on all of them.
@@ -252,9 +253,7 @@ class Submitter:
         job_id = self.api.submit_job(request)
         self.ledger.add_job(job_id, kind="group", executor=EXECUTOR, scans=[],
                             details=self._details(request, n, depends_on=depends))
-        self.ledger.set_meta("group_job_id", job_id)
-        self.ledger.set_meta("group_state", SUBMITTED)
-        self.ledger.set_meta("group_reason", None)
+        self.ledger.set_group(GroupState.SUBMITTED, job_id=job_id, reason=None)
 
     def _live_scan_jobs(self, jobs: list[JobRecord], new_ids: list[str]) -> list[str]:
         older = [j.job_id for j in jobs if j.kind in SCAN_KINDS and j.job_id not in new_ids

@@ -12,9 +12,9 @@ from typing import Any
 
 import typer
 
-from . import __version__
-from .console import err_console
-from .errors import BidsbatchError
+from .. import __version__
+from ..console import err_console, print_error
+from ..errors import BidsbatchError
 
 app = typer.Typer(
     name="bidsbatch",
@@ -45,18 +45,14 @@ def _root(
 
 
 def _register() -> None:
-    """Every command group registers itself here: one place, no hand-synced lists."""
+    """Every command family registers itself, in this one list (the order of ``--help``)."""
     if _state.get("registered"):
         return
     _state["registered"] = True
-    from . import cli_commands
+    from . import aws, cost, image, plan, run, worker
 
-    cli_commands.register(app)
-    try:
-        from . import cli_aws
-    except ImportError:  # the AWS environment commands are optional while they are built
-        return
-    cli_aws.register(app)
+    for family in (plan, run, worker, image, cost, aws):
+        family.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except BidsbatchError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {_escape(exc.message)}", highlight=False)
-        if exc.hint:
-            err_console.print(f"  [dim]hint:[/] {_escape(exc.hint)}", highlight=False)
+        print_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -18,16 +18,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import UsageError
-from ..specs import sha256_of
-from .awsbatch_api import BatchApi
-from .awsbatch_settings import BatchSettings
+from ...errors import EX_TEMPFAIL, UsageError
+from ...specs import sha256_of
+from .api import BatchApi
+from .settings import BatchSettings
 
 HASH_TAG = "bidsbatch:content-hash"
 PIPELINE_TAG = "bidsbatch:pipeline"
 MANAGED_TAG = "bidsbatch:managed-by"
-#: The worker's exit code for a transient infrastructure fault (EX_TEMPFAIL).
-EX_TEMPFAIL = 75
 #: The worker enforces the app's timeout itself; the attempt also stages data in and
 #: out, so Batch's own limit leaves room for that (else a big scan is killed mid-upload).
 STAGING_ALLOWANCE_SECONDS = 30 * 60

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .console import err_console, print_json
-from .errors import BidsbatchError, UsageError
+from ..console import err_console, print_json
+from ..errors import BidsbatchError, UsageError
 
 if TYPE_CHECKING:
-    from .aws.clients import AwsClients
-    from .aws.results import Change
-    from .aws.spec import EnvironmentSpec
+    from ..aws.clients import AwsClients
+    from ..aws.results import Change
+    from ..aws.spec import EnvironmentSpec
 
 aws_app = typer.Typer(
     name="aws",
@@ -76,7 +76,7 @@ def _split(value: str | None) -> tuple[str, ...]:
 
 
 def _markets(spot: bool, on_demand: bool, both: bool) -> tuple[Any, ...]:
-    from .aws.spec import Market
+    from ..aws.spec import Market
 
     if spot + on_demand + both > 1:
         raise UsageError("choose one of --spot, --on-demand and --both")
@@ -96,7 +96,7 @@ def _clients(region: str | None) -> AwsClients:
     import boto3
     from botocore.exceptions import BotoCoreError
 
-    from .aws.clients import AwsClients, translate_aws_error
+    from ..aws.clients import AwsClients, translate_aws_error
 
     try:
         session = boto3.session.Session(region_name=region or _default_region())
@@ -111,7 +111,7 @@ def _spec(*, name: str, region: str | None, bucket: str | None, dataset: list[st
           root_volume_gib: int | None, subnets: str | None, security_groups: str | None,
           requester_pays: bool, pipeline: str | None, log_retention_days: int | None
           ) -> EnvironmentSpec:
-    from .aws.spec import EnvironmentSpec
+    from ..aws.spec import EnvironmentSpec
 
     return EnvironmentSpec.create(
         name=name,
@@ -178,7 +178,7 @@ def setup(
     as_json: bool = typer.Option(False, "--json", help="Print the changes and settings as JSON."),
 ) -> None:
     """Create or update the AWS Batch environment NAME (idempotent)."""
-    from .aws.environment import setup_environment
+    from ..aws.environment import setup_environment
 
     clients = _clients(region)
     spec = _spec(
@@ -229,7 +229,7 @@ def setup(
 
 
 def _saved_region(name: str) -> str | None:
-    from .config import load_environment
+    from ..config import load_environment
 
     try:
         return load_environment(name).region
@@ -246,8 +246,8 @@ def status(
     """Show each resource of environment NAME and its state."""
     from rich.table import Table
 
-    from .aws.spec import TAG_KEY
-    from .aws.teardown import environment_status
+    from ..aws.spec import TAG_KEY
+    from ..aws.teardown import environment_status
 
     clients = _clients(region or _saved_region(name))
     if not clients.region:
@@ -298,9 +298,9 @@ def teardown(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete every resource tagged with environment NAME, in the order AWS requires."""
-    from .aws.spec import TAG_KEY
-    from .aws.teardown import find_resources, teardown_environment
-    from .config import remove_environment
+    from ..aws.spec import TAG_KEY
+    from ..aws.teardown import find_resources, teardown_environment
+    from ..config import remove_environment
 
     clients = _clients(region or _saved_region(name))
     if not clients.region:
@@ -358,7 +358,7 @@ def template(
     out_file: Path | None = typer.Option(None, "-o", "--out", help="Write here (default stdout)."),
 ) -> None:
     """Write the CloudFormation template of environment NAME (same options as setup)."""
-    from .aws.template import render_template
+    from ..aws.template import render_template
 
     spec = _spec(
         name=name, region=region or _default_region(), bucket=bucket, dataset=dataset,
@@ -397,7 +397,7 @@ def doctor(
     from rich.markup import escape
     from rich.table import Table
 
-    from .doctor import FAIL, OK, diagnose
+    from ..doctor import FAIL, OK, diagnose
 
     report = diagnose(clients_for=_clients, environment=environment,
                       datasets=tuple(dataset or ()), output=output)

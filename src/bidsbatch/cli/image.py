@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .cli_commands import ContainerOpt, ImageCacheOpt, PipelineOpt
-from .console import err_console
+from ..console import err_console
+from .container_options import ContainerOpt, ImageCacheOpt
+from .plan import PipelineOpt
 
 image_app = typer.Typer(
     name="image", no_args_is_help=True,
@@ -32,8 +33,8 @@ def dockerfile_command(
         "--output", "-o", help="Write the Dockerfile here instead of to stdout.")] = None,
 ) -> None:
     """Print a Dockerfile that adds bidsbatch to a pipeline's image, for AWS Batch."""
-    from .image import dockerfile, image_plan
-    from .pipelines import load_pipeline
+    from ..image import dockerfile, image_plan
+    from ..pipelines import load_pipeline
 
     plan = image_plan(load_pipeline(pipeline), base=base)
     text = dockerfile(plan)
@@ -52,9 +53,9 @@ def pull_command(
     image_cache: ImageCacheOpt = None,
 ) -> None:
     """Pull (or, for Apptainer, build a SIF of) a pipeline's image once; say what runs."""
-    from .containers.choose import ContainerChoice, container_spec
-    from .containers.images import describe, ensure
-    from .pipelines import load_pipeline
+    from ..containers.choose import ContainerChoice, container_spec
+    from ..containers.images import describe, ensure
+    from ..pipelines import load_pipeline
 
     pipe = load_pipeline(pipeline)
     how = container_spec(pipe.container, pipeline_name=pipe.name, require_license=False,

@@ -19,25 +19,14 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from .cli_commands import (
-    ExcludeOpt,
-    JsonOpt,
-    LabelsFileOpt,
-    NoSignOpt,
-    ParticipantOpt,
-    PipelineOpt,
-    RequesterPaysOpt,
-    SessionOpt,
-)
-from .console import err_console, print_json
-from .cost import (
+from ..console import err_console, print_json
+from ..cost import (
     CANCELLED,
     FAILED,
     ON_DEMAND,
     RECLAIMED,
     SPOT,
     Estimate,
-    InstanceType,
     RunCost,
     cheapest_fits,
     dollars,
@@ -45,16 +34,15 @@ from .cost import (
     estimate,
     scans_per_instance,
 )
-from .errors import UsageError
+from ..errors import UsageError
+from .options import JsonOpt, PipelineOpt, Planning, RunArg, planning_options
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
-    from .pricing import PriceTable
-    from .runs import RunDir
+    from ..executors import Executor
+    from ..ledger import Ledger
+    from ..pricing import PriceTable
+    from ..runs import RunDir
 
-RunArg = Annotated[
-    str | None, typer.Argument(help="Run id or run directory (default: the latest run).")
-]
 PricesOpt = Annotated[
     Path | None,
     typer.Option("--prices", metavar="FILE",
@@ -99,6 +87,7 @@ def register(app: typer.Typer) -> None:
 
 def estimate_command(
     dataset: Annotated[str, typer.Argument(help="BIDS dataset: a folder or s3:// URI.")],
+    planning: Planning,
     pipeline: PipelineOpt = "demo",
     spot: Annotated[bool | None, typer.Option(
         "--spot/--on-demand", help="Price one market only (default: both).")] = None,
@@ -114,39 +103,27 @@ def estimate_command(
     refresh_prices: Annotated[bool, typer.Option(
         "--refresh-prices", help="Fetch current On-Demand and Spot prices from AWS first "
         "(saved to $BIDSBATCH_CONFIG_DIR/prices.json).")] = False,
-    participant_label: ParticipantOpt = None,
-    session_label: SessionOpt = None,
-    exclude_participant: ExcludeOpt = None,
-    labels_file: LabelsFileOpt = None,
-    requester_pays: RequesterPaysOpt = False,
-    no_sign_request: NoSignOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate what running PIPELINE over DATASET costs, On-Demand and on Spot."""
-    from .bids import crawl
-    from .cli_commands import crawl_with_progress
-    from .locations import S3Options
-    from .pipelines import load_pipeline
-    from .pricing import default_region, load_prices
-    from .selection import Selection
+    from ..bids import crawl
+    from ..pipelines import load_pipeline
+    from ..pricing import default_region, estimate_instance, load_prices
+    from .render import crawl_with_progress
 
     if not hours_per_scan > 0:
         raise UsageError(f"--hours-per-scan must be positive, not {hours_per_scan:g}")
     pipe = load_pipeline(pipeline)
-    selection = Selection.build(
-        participants=participant_label or [], sessions=session_label or [],
-        exclude=exclude_participant or [], labels_file=labels_file,
-    )
+    selection = planning.selection()
     table = load_prices(prices)  # a bad price file fails before any listing
-    s3 = S3Options(requester_pays=requester_pays, no_sign_request=no_sign_request)
-    ds = crawl_with_progress(dataset, s3=s3, crawl=crawl)
+    ds = crawl_with_progress(dataset, s3=planning.s3, crawl=crawl)
     scans = selection.apply(ds.scans)
     asked_region = region or default_region()
     if refresh_prices:
         table = _refresh(table, region=asked_region, extra=instance_type, prices=prices)
     region_used, assumptions = table.region_or_default(asked_region)
     job = pipe.resources
-    inst, origin = _estimate_instance(instance_type, pipe=pipe, table=table, region=region_used)
+    inst, origin = estimate_instance(instance_type, pipe=pipe, table=table, region=region_used)
     if scans_per_instance(job, inst) < 1:
         fits = [e.instance.name for e in _one_per_family(cheapest_fits(
             job, instances=table.instance_types.values(), prices=table.prices(region_used),
@@ -197,7 +174,7 @@ def _refresh(table: PriceTable, *, region: str, extra: str | None,
              prices: Path | None) -> PriceTable:
     import boto3
 
-    from .pricing import load_prices, refresh_prices, save_user_prices
+    from ..pricing import load_prices, refresh_prices, save_user_prices
 
     names = set(table.instance_types) | ({extra} if extra and "." in extra else set())
     with err_console.status(f"fetching {len(names)} instance prices for {region} from AWS…"):
@@ -207,41 +184,6 @@ def _refresh(table: PriceTable, *, region: str, extra: str | None,
     err_console.print(f"refreshed {n} prices for {region} from AWS → {escape(str(path))}",
                       highlight=False)
     return load_prices(prices)  # --prices still has the last word
-
-
-def _estimate_instance(name: str | None, *, pipe: Any, table: PriceTable, region: str
-                       ) -> tuple[InstanceType, str]:
-    """The instance to price: asked for, else the AWS environment's, else the pipeline's."""
-    from .aws.spec import default_instance_types
-    from .errors import BidsbatchError
-    from .pricing import FALLBACK_INSTANCE_TYPE, pick_instance
-
-    if name:
-        inst = pick_instance(name, job=pipe.resources, table=table, region=region)
-        if inst is None:
-            table.instance(name)  # raises, naming the known types
-            raise UsageError(f"no {name} instance fits a {pipe.name} job")
-        return inst, "--instance-type"
-    try:
-        from .config import default_environment_name, load_environment
-
-        env_name = default_environment_name()
-        env = load_environment(env_name) if env_name else None
-    except BidsbatchError:
-        env = None
-    if env is not None:
-        for candidate in env.instance_types:
-            inst = pick_instance(candidate, job=pipe.resources, table=table, region=region)
-            if inst:
-                return inst, f"the AWS environment {env.name}"
-    # Like Batch with several families to choose from: the cheapest per scan that fits.
-    usual = [i for c in default_instance_types(pipe.name, pipe.resources)
-             if (i := pick_instance(c, job=pipe.resources, table=table, region=region))]
-    priced = cheapest_fits(pipe.resources, instances=usual, prices=table.prices(region),
-                           hours_per_scan=1.0)
-    if priced:
-        return priced[0].instance, f"the {pipe.name} pipeline's usual instance types"
-    return table.instance(FALLBACK_INSTANCE_TYPE), "bidsbatch's fallback"
 
 
 def _estimate_dict(est: Estimate, *, dataset: str, pipeline: str, region: str,
@@ -320,9 +262,10 @@ def _render_estimate(est: Estimate, *, dataset: str, pipeline: str, region: str,
 def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
                  as_json: JsonOpt = False) -> None:
     """What a run cost: per scan and in total, lost attempts included (from its ledger)."""
-    from .ledger import Ledger
-    from .pricing import load_prices, run_cost_for
-    from .runs import find_run
+    from ..ledger import Ledger
+    from ..pricing import load_prices, run_cost_for
+    from ..runner import submitted_executor
+    from ..runs import find_run
 
     run = find_run(run_ref)
     info = run.info()
@@ -330,12 +273,13 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
     fetch_details(run)
     with Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(info.scans)
-        cost = run_cost_for(run, ledger, table=table)
-        executor = ledger.get_meta("executor")
+        executor = submitted_executor(run, ledger)
+        cost = run_cost_for(run, ledger, executor=executor, table=table)
         records = ledger.scans()
         counts = ledger.counts()
     if as_json:
-        out = {"run_id": info.run_id, "run_dir": str(run.path), "executor": executor,
+        out = {"run_id": info.run_id, "run_dir": str(run.path),
+               "executor": executor.name if executor else None,
                "pipeline": info.pipeline.get("name"), "counts": counts,
                "prices": table.describe_sources() if cost.priced else None,
                **cost.to_dict()}
@@ -344,7 +288,7 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
     states = {r.scan_id: r.state for r in records}
     err_console.print(_cost_table(cost, states, title=f"cost of run {info.run_id} "
                                   f"({info.pipeline.get('name', '')} on "
-                                  f"{executor or 'nothing yet'})"))
+                                  f"{executor.describe() if executor else 'nothing yet'})"))
     for line in cost_lines(cost):
         err_console.print(line)
     if cost.priced:
@@ -354,7 +298,7 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
 
 def _cost_table(cost: RunCost, states: dict[str, str], *, title: str,
                 max_rows: int = 40) -> Table:
-    from .progress import STATE_STYLE
+    from ..progress import STATE_STYLE
 
     t = Table(title=title, title_justify="left")
     t.add_column("scan")
@@ -423,8 +367,8 @@ def fetch_details(run: RunDir) -> None:
     Failing to reach the engine (no network, no credentials) is a warning: the
     cost and the report are then of what the ledger already has.
     """
-    from . import runner
-    from .errors import BidsbatchError
+    from .. import runner
+    from ..errors import BidsbatchError
 
     try:
         runner.fetch_details(run)
@@ -434,22 +378,22 @@ def fetch_details(run: RunDir) -> None:
                           highlight=False)
 
 
-def status_cost(run: RunDir, ledger: Ledger) -> tuple[str, dict[str, str], list[Text]]:
+def status_cost(run: RunDir, ledger: Ledger,
+                executor: Executor | None) -> tuple[str, dict[str, str], list[Text]]:
     """For ``status``: a column (its name, its text per scan) and a few lines of cost.
 
     Dollars for priced executors (AWS Batch), CPU time for local runs. ``status``
     does not read per-attempt details (see ``Executor.fetch_details``): scans that
     ended without them are said to be priced by ``cost RUN``.
     """
-    from .ledger import FAILED as SCAN_FAILED
-    from .ledger import SUCCEEDED as SCAN_SUCCEEDED
-    from .pricing import run_cost_for
+    from ..pricing import run_cost_for
+    from ..states import ScanState
 
-    cost = run_cost_for(run, ledger)
+    cost = run_cost_for(run, ledger, executor=executor)
     if cost.priced:
         column = {s: dollars(c.dollars) for s, c in cost.scans.items() if c.attempts}
         lines = cost_lines(cost)
-        ended = [r.scan_id for r in ledger.scans(states=(SCAN_SUCCEEDED, SCAN_FAILED))]
+        ended = [r.scan_id for r in ledger.scans(states=(ScanState.SUCCEEDED, ScanState.FAILED))]
         unread = sum(1 for s in ended if s not in cost.scans or not cost.scans[s].attempts)
         if unread:
             lines.append(Text(f"{unread:,} ended scan(s) not priced yet: status reads no "
@@ -473,9 +417,9 @@ def report_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a run's report: one self-contained HTML file (summary, charts, every scan)."""
-    from .pricing import load_prices
-    from .report import write_report
-    from .runs import find_run
+    from ..pricing import load_prices
+    from ..report import write_report
+    from ..runs import find_run
 
     run = find_run(run_ref)
     table = load_prices(prices)
@@ -486,5 +430,5 @@ def report_command(
     err_console.print(f"report: {escape(str(path))}", highlight=False)
 
 
-cost_app.command("estimate")(estimate_command)
+cost_app.command("estimate")(planning_options(estimate_command))
 cost_app.command("show")(show_command)

@@ -5,69 +5,84 @@
 scans (a plain job for a single scan) running ``bidsbatch worker --manifest
 s3://…`` (each child finds its scan by ``AWS_BATCH_JOB_ARRAY_INDEX``), then
 the group step as a job that depends on them. The job definition is
-registered once per pipeline and content (see ``awsbatch_jobdef``), with a
+registered once per pipeline and content (see ``jobdef``), with a
 retry strategy that retries Spot reclaims and transient faults only. Jobs
 get AWS access from their job role, never from keys.
 
 Submitting is idempotent: a run submitted again (after the client died
 midway, or with the ledger lost) finds its jobs by the ledger or by name and
-submits only what no live or succeeded job covers (``awsbatch_submit``).
+submits only what no live or succeeded job covers (``submit``).
 ``poll`` reads the arrays' status summaries and asks for children only when
-those change, and then by listing, never one by one (``awsbatch_poll``);
+those change, and then by listing, never one by one (``poll``);
 ``fetch_details`` reads every attempt (for cost and the report) once, 100
 jobs a call. ``cancel`` terminates each live job once
 (an array parent takes its children with it); ``logs`` reads every
-attempt's CloudWatch stream (``awsbatch_logs``).
+attempt's CloudWatch stream (``logs``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
-from ..errors import BidsbatchError, UsageError
-from ..ledger import ACTIVE, CANCELLED, PLANNED, Ledger
-from ..locations import Location, open_location
-from ..markers import done_scans, failed_log_key, worker_log_key
-from ..pipelines import check_no_credentials
-from ..runs import RunDir
-from ..specs import RunInfo, Spec
-from .awsbatch_api import BatchApi
-from .awsbatch_logs import BatchLogs
-from .awsbatch_poll import ORPHAN_REASON, fetch_details, poll
-from .awsbatch_runfiles import RunFiles
-from .awsbatch_settings import BatchSettings
-from .awsbatch_status import CANCEL_REASON, PollState
-from .awsbatch_submit import EXECUTOR, Submitter
-from .base import Executor
+from ...errors import BidsbatchError, UsageError
+from ...ledger import AttemptRecord, Ledger, ScanRecord
+from ...locations import Location, open_location
+from ...markers import done_scans, failed_log_key, worker_log_key
+from ...pipelines import check_no_credentials
+from ...runs import RunDir
+from ...specs import RunInfo, Spec
+from ...states import ACTIVE, GROUP_ACTIVE, GroupState, ScanState
+from ..base import Executor
+from ..settings import ExecutorSettings
+from .api import BatchApi
+from .cost import batch_cost_context
+from .logs import BatchLogs, cloudwatch_url
+from .poll import ORPHAN_REASON, fetch_details, poll
+from .runfiles import RunFiles
+from .settings import BatchSettings
+from .states import CANCEL_REASON, PollState
+from .submit import EXECUTOR, Submitter
+
+if TYPE_CHECKING:
+    from ...cost import CostContext
+    from ...pricing import PriceTable
 
 
 class AwsBatchExecutor(Executor):
     """Runs scans as AWS Batch array jobs."""
 
     name = EXECUTOR
+    settings_type = BatchSettings
     accepts_rerun_while_active: ClassVar[bool] = True
     runs_in_image: ClassVar[bool] = True
+    settings: BatchSettings
 
     def __init__(self, settings: BatchSettings, *, api: BatchApi | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.config = settings
+        super().__init__(settings)
         self.sleep = sleep
         self.api = api or BatchApi(region=settings.region, sleep=sleep)
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> AwsBatchExecutor:
-        return cls(BatchSettings.from_options(options))
+    def from_settings(cls, settings: ExecutorSettings) -> AwsBatchExecutor:
+        assert isinstance(settings, BatchSettings)
+        return cls(settings.resolved())
 
-    def settings(self) -> dict[str, Any]:
-        data = self.config.to_dict()
+    def saved_settings(self) -> dict[str, Any]:
+        data = self.settings.to_json()
         if not data["region"]:
             import boto3
 
             # Saved with the run, so that status and logs ask the region it ran in.
             data["region"] = boto3.session.Session().region_name
         return data
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.settings.job_queue})"
 
     # -- submit
 
@@ -84,22 +99,22 @@ class AwsBatchExecutor(Executor):
                 with ledger.transaction():
                     for spec in specs:
                         ledger.update(spec.scan_id, job_id=None)
-            output = check_run(info, specs, self.config)
-            sub = Submitter(api=self.api, settings=self.config, run=run, info=info,
+            output = check_run(info, specs, self.settings)
+            sub = Submitter(api=self.api, settings=self.settings, run=run, info=info,
                             ledger=ledger, state=state, files=RunFiles(output, info.run_id))
             jobs = sub.known_jobs()
             todo = sub.uncovered(specs, jobs, force=force)
             new_ids = sub.submit_scans(todo, jobs, force=force)
-            if info.pipeline.get("group") and ledger.get_meta("group_state") == "submitted":
+            if info.pipeline.get("group") and ledger.group().state == GroupState.SUBMITTED:
                 sub.submit_group(jobs, new_ids=new_ids)
         except BaseException:
             # What got no job is planned again; what did is in the ledger already.
             left = [s.scan_id for s in specs
                     if (rec := ledger.scan(s.scan_id)) and rec.job_id is None]
             if left:
-                ledger.update_many(left, state=PLANNED, reason=ORPHAN_REASON)
-            if ledger.get_meta("group_state") == "submitted" and not _live_group(ledger, state):
-                ledger.set_meta("group_state", None)
+                ledger.update_many(left, state=ScanState.PLANNED, reason=ORPHAN_REASON)
+            if ledger.group().state == GroupState.SUBMITTED and not _live_group(ledger, state):
+                ledger.set_group(None)
             raise
         finally:
             state.save()
@@ -120,7 +135,7 @@ class AwsBatchExecutor(Executor):
     def busy(self, run: RunDir, ledger: Ledger) -> bool:
         if ledger.scans(states=ACTIVE):
             return True
-        return ledger.get_meta("group_state") in ("submitted", "running") and \
+        return ledger.group().state in GROUP_ACTIVE and \
             _live_group(ledger, PollState(ledger))
 
     def cancel(self, run: RunDir, ledger: Ledger) -> None:
@@ -135,12 +150,11 @@ class AwsBatchExecutor(Executor):
                           jobId=job.job_id, reason=CANCEL_REASON)
             js.cancelled = True
         state.save()
-        left = [r.scan_id for r in ledger.scans(states=(*ACTIVE, PLANNED))]
+        left = [r.scan_id for r in ledger.scans(states=(*ACTIVE, ScanState.PLANNED))]
         if left:
-            ledger.update_many(left, state=CANCELLED, reason=CANCEL_REASON)
-        if ledger.get_meta("group_state") in ("submitted", "running"):
-            ledger.set_meta("group_state", CANCELLED)
-            ledger.set_meta("group_reason", CANCEL_REASON)
+            ledger.update_many(left, state=ScanState.CANCELLED, reason=CANCEL_REASON)
+        if ledger.group().state in GROUP_ACTIVE:
+            ledger.set_group(GroupState.CANCELLED, reason=CANCEL_REASON)
 
     def logs(self, run: RunDir, scan_id: str, *, follow: bool = False) -> Iterator[str]:
         with Ledger.open(run.ledger_path) as ledger:
@@ -163,6 +177,35 @@ class AwsBatchExecutor(Executor):
             lines += own or []
         yield from lines
 
+    # -- hooks for the report and cost
+
+    def log_file(self, run: RunDir, record: ScanRecord) -> Path | None:
+        return None  # in CloudWatch Logs
+
+    def log_link(self, run: RunDir, record: ScanRecord) -> str | None:
+        region = self.settings.region or ""
+        if record.log:  # a CloudWatch log stream name, as Batch reports it (logStreamName)
+            return cloudwatch_url(region=region, group=self.settings.effective_log_group,
+                                  stream=record.log)
+        if record.job_id:
+            return (f"https://{region}.console.aws.amazon.com/batch/home?region={region}"
+                    f"#jobs/detail/{quote(record.job_id, safe='')}")
+        return None
+
+    def log_tail(self, run: RunDir, record: ScanRecord, lines: int = 30) -> list[str] | None:
+        return None  # one CloudWatch read per failed scan is not worth a report
+
+    def log_missing(self, run: RunDir, record: ScanRecord) -> str:
+        return ("The log is in CloudWatch Logs: open it from the scan table, or run "
+                "bidsbatch logs RUN SCAN.")
+
+    def log_note(self) -> str:
+        return ""
+
+    def cost_context(self, *, info: RunInfo, table: PriceTable,
+                     attempts: list[AttemptRecord]) -> CostContext:
+        return batch_cost_context(self.settings, info=info, table=table, attempts=attempts)
+
 
 def check_run(info: RunInfo, specs: list[Spec], settings: BatchSettings) -> Location:
     """Refuse what Batch jobs cannot run: local data, AWS keys for the job. Returns the output."""
@@ -181,21 +224,23 @@ def check_run(info: RunInfo, specs: list[Spec], settings: BatchSettings) -> Loca
 
 
 def _live_group(ledger: Ledger, state: PollState) -> bool:
-    gid = ledger.get_meta("group_job_id")
+    gid = ledger.group().job_id
     return bool(gid) and state.is_live(gid) and not state[gid].cancelled
 
 
 def _log_jobs(ledger: Ledger, scan_id: str) -> list[str]:
     """The Batch jobs that ran ``scan_id`` (every attempt), oldest first."""
     if scan_id == "group":
-        gid = ledger.get_meta("group_job_id")
+        gid = ledger.group().job_id
         return [gid] if gid else []
     rec = ledger.scan(scan_id)
     ids = [a.job_id for a in ledger.attempts(scan_id) if a.job_id]
     if rec is not None and rec.job_id:
         ids.append(rec.job_id)
-    # Attempts of other executors (the same run run locally first) have no Batch job.
-    return [j for j in dict.fromkeys(ids) if not j.startswith("local:")]
+    # Attempts of other executors (the same run run locally first) have no Batch job:
+    # only the ids of this run's own Batch jobs' children are asked for.
+    ours = {j.job_id for j in ledger.jobs() if j.executor == EXECUTOR}
+    return [j for j in dict.fromkeys(ids) if j.split(":", 1)[0] in ours]
 
 
 def _worker_log(info: RunInfo, scan_id: str) -> list[str] | None:

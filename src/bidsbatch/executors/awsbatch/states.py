@@ -22,20 +22,20 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..ledger import (
-    CANCELLED,
-    FAILED,
-    RUNNING,
-    SUBMITTED,
-    SUCCEEDED,
-    AttemptRecord,
-    Ledger,
-    iso,
-)
+from ...ledger import AttemptRecord, Ledger
+from ...states import GroupState, ScanState
+from ...timestamps import iso
 
 STATE_OF = {
-    "SUBMITTED": SUBMITTED, "PENDING": SUBMITTED, "RUNNABLE": SUBMITTED, "STARTING": SUBMITTED,
-    "RUNNING": RUNNING, "SUCCEEDED": SUCCEEDED, "FAILED": FAILED,
+    "SUBMITTED": ScanState.SUBMITTED, "PENDING": ScanState.SUBMITTED,
+    "RUNNABLE": ScanState.SUBMITTED, "STARTING": ScanState.SUBMITTED,
+    "RUNNING": ScanState.RUNNING, "SUCCEEDED": ScanState.SUCCEEDED, "FAILED": ScanState.FAILED,
+}
+#: The group job's Batch status as the group step's state, while it has not ended.
+GROUP_STATE_OF = {
+    "SUBMITTED": GroupState.SUBMITTED, "PENDING": GroupState.SUBMITTED,
+    "RUNNABLE": GroupState.SUBMITTED, "STARTING": GroupState.SUBMITTED,
+    "RUNNING": GroupState.RUNNING,
 }
 CANCEL_REASON = "cancelled by the user (bidsbatch cancel)"
 #: Batch's reason for an ordinary non-zero exit: the exit code says more.
@@ -144,7 +144,7 @@ def apply_job(ledger: Ledger, scan_id: str, child_id: str, desc: dict[str, Any],
     container = desc.get("container") or {}
     last = attempts[-1] if attempts else {}
     log = container.get("logStreamName") or (last.get("container") or {}).get("logStreamName")
-    state = STATE_OF.get(status, SUBMITTED)
+    state = STATE_OF.get(status, ScanState.SUBMITTED)
     final = status in ("SUCCEEDED", "FAILED")
     fields: dict[str, Any] = {
         "job_id": child_id, "attempts": base + n, "log": log,
@@ -154,13 +154,13 @@ def apply_job(ledger: Ledger, scan_id: str, child_id: str, desc: dict[str, Any],
         "exit_code": container.get("exitCode") if final else None,
         "reason": None,
     }
-    if state == FAILED:
+    if state == ScanState.FAILED:
         fields["reason"] = failure_reason(desc)
-    elif state == SUBMITTED and attempts:
+    elif state == ScanState.SUBMITTED and attempts:
         fields["reason"] = f"attempt {base + n} ended ({_attempt_reason(last) or 'no reason'}); " \
                            "retrying"
-    if cancelled and state != SUCCEEDED:
-        state = CANCELLED
+    if cancelled and state != ScanState.SUCCEEDED:
+        state = ScanState.CANCELLED
         fields["reason"] = CANCEL_REASON
     ledger.update(scan_id, state=state, **fields)
 
@@ -173,7 +173,7 @@ def apply_summary(ledger: Ledger, scan_id: str, child_id: str, summary: dict[str
     log stream, which :func:`apply_job` records later (the details pass).
     """
     status = summary["status"]
-    state = STATE_OF.get(status, SUBMITTED)
+    state = STATE_OF.get(status, ScanState.SUBMITTED)
     final = status in ("SUCCEEDED", "FAILED")
     container = summary.get("container") or {}
     fields: dict[str, Any] = {
@@ -181,25 +181,25 @@ def apply_summary(ledger: Ledger, scan_id: str, child_id: str, summary: dict[str
         "started_at": ms_iso(summary.get("startedAt")),
         "finished_at": ms_iso(summary.get("stoppedAt")) if final else None,
         "exit_code": container.get("exitCode") if final else None,
-        "reason": failure_reason(summary) if state == FAILED else None,
+        "reason": failure_reason(summary) if state == ScanState.FAILED else None,
     }
-    if cancelled and state != SUCCEEDED:
-        state = CANCELLED
+    if cancelled and state != ScanState.SUCCEEDED:
+        state = ScanState.CANCELLED
         fields["reason"] = CANCEL_REASON
     ledger.update(scan_id, state=state, **fields)
 
 
 def group_outcome(desc: dict[str, Any], *, cancelled: bool,
-                  scans_failed: bool) -> tuple[str, str | None]:
-    """The ledger's ``group_state`` (and a reason) for the group job's description."""
+                  scans_failed: bool) -> tuple[GroupState, str | None]:
+    """The group step's state (and a reason) for the group job's description."""
     status = desc["status"]
     if status == "SUCCEEDED":
-        return SUCCEEDED, None
+        return GroupState.SUCCEEDED, None
     if cancelled:
-        return CANCELLED, CANCEL_REASON
+        return GroupState.CANCELLED, CANCEL_REASON
     if status == "FAILED":
         if scans_failed:
             # Batch fails a job whose dependency failed: the step never ran.
-            return "skipped", "some scans did not succeed"
-        return FAILED, failure_reason(desc)
-    return STATE_OF.get(status, SUBMITTED), None
+            return GroupState.SKIPPED, "some scans did not succeed"
+        return GroupState.FAILED, failure_reason(desc)
+    return GROUP_STATE_OF.get(status, GroupState.SUBMITTED), None

@@ -1,0 +1,181 @@
+"""Every option shared by several commands, declared once.
+
+Single options are ``Annotated`` aliases (``RunArg``, ``JsonOpt``…). Groups of
+options become one typed value through :func:`~bidsbatch.cli.params.extend`:
+
+- :func:`planning_options` — which scans of which dataset (``plan``, ``run``,
+  ``cost estimate``): a :class:`Planning`;
+- :func:`executor_options` — ``--executor`` and every executor's settings,
+  derived from the registry (``run``): an :class:`ExecutorChoice`;
+  :func:`retry_options` — the settings that may change on ``retry``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import UsageError
+from ..executors import engines, visible_names
+from ..executors.registry import DEFAULT_EXECUTOR
+from ..executors.settings import SettingField
+from ..locations import S3Options
+from .params import extend, parameter
+
+RunArg = Annotated[
+    str | None, typer.Argument(help="Run id or run directory (default: the latest run).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+PipelineOpt = Annotated[
+    str, typer.Option("--pipeline", help="A preset (demo, m2g, fmriprep, mriqc) or a TOML file.")
+]
+RunDirOpt = Annotated[
+    Path | None, typer.Option("--run-dir", help="Where to keep the run (default: runs home).")
+]
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class Planning:
+    """Which scans to plan, and how to read the dataset: the planning options' values."""
+
+    participant_label: list[str]
+    session_label: list[str]
+    exclude_participant: list[str]
+    labels_file: Path | None
+    requester_pays: bool
+    no_sign_request: bool
+
+    @property
+    def s3(self) -> S3Options:
+        """How to read the dataset (never the output: outputs are always written signed)."""
+        return S3Options(requester_pays=self.requester_pays,
+                         no_sign_request=self.no_sign_request)
+
+    def selection(self):  # type: ignore[no-untyped-def]
+        from ..selection import Selection
+
+        return Selection.build(participants=self.participant_label,
+                               sessions=self.session_label,
+                               exclude=self.exclude_participant, labels_file=self.labels_file)
+
+
+_PLANNING = [
+    parameter("participant_label", Annotated[list[str] | None, typer.Option(
+        "--participant-label", "-p",
+        help="Participant(s) to process, with or without 'sub-'. Repeat or use commas.")],
+        None),
+    parameter("session_label", Annotated[list[str] | None, typer.Option(
+        "--session-label", "-s", help="Session(s) to process, with or without 'ses-'.")],
+        None),
+    parameter("exclude_participant", Annotated[list[str] | None, typer.Option(
+        "--exclude-participant", help="Participant(s) to leave out.")], None),
+    parameter("labels_file", Annotated[Path | None, typer.Option(
+        "--labels-file",
+        help="File of participant labels or scan ids, one a line (or a TSV with "
+             "participant_id).")], None),
+    parameter("requester_pays", Annotated[bool, typer.Option(
+        "--requester-pays", help="Pay for reading a Requester Pays bucket.")], False),
+    parameter("no_sign_request", Annotated[bool, typer.Option(
+        "--no-sign-request",
+        help="Read public buckets (such as OpenNeuro's) without credentials.")], False),
+]
+
+
+def planning_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``func`` the planning options, as one :class:`Planning` in its ``planning``."""
+    def build(v: dict[str, Any]) -> Planning:
+        return Planning(
+            participant_label=v["participant_label"] or [],
+            session_label=v["session_label"] or [],
+            exclude_participant=v["exclude_participant"] or [],
+            labels_file=v["labels_file"], requester_pays=v["requester_pays"],
+            no_sign_request=v["no_sign_request"])
+
+    return extend(func, into="planning", params=_PLANNING, build=build)
+
+
+# --------------------------------------------------------------------------- executors
+
+
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """``--executor`` and the settings given for it (only what was typed)."""
+
+    name: str
+    options: dict[str, Any]
+
+
+def _setting_fields(*, on_retry: bool) -> dict[str, tuple[SettingField, list[str]]]:
+    """Every executor's option fields by flag, with the engines that have each.
+
+    Two engines may share a flag (same name and type): one option serves both.
+    """
+    out: dict[str, tuple[SettingField, list[str]]] = {}
+    for name, eng in engines().items():
+        for f in eng.settings.cli_fields():
+            if on_retry and not f.cli.on_retry:
+                continue
+            if f.flag in out:
+                first, owners = out[f.flag]
+                if first.name != f.name or first.type is not f.type:
+                    raise TypeError(f"executors {owners[0]} and {name} declare {f.flag} "
+                                    "differently")
+                owners.append(name)
+            else:
+                out[f.flag] = (f, [name])
+    return out
+
+
+def _param(f: SettingField) -> inspect.Parameter:
+    kwargs: dict[str, Any] = {"help": f.cli.help, "hidden": f.cli.hidden}
+    if f.cli.metavar:
+        kwargs["metavar"] = f.cli.metavar
+    flags = (f.flag, f.cli.short) if f.cli.short else (f.flag,)
+    return parameter(f.name, Annotated[f.type | None, typer.Option(*flags, **kwargs)], None)
+
+
+def executor_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``func`` ``--executor`` and every executor's options, as one ``executor``."""
+    fields = _setting_fields(on_retry=False)
+    names = visible_names()
+    described = "; ".join(f"{n}: {engines()[n].description}" for n in names)
+    params = [parameter("executor_name", Annotated[str, typer.Option(
+        "--executor", "-e", help=f"Where scans run ({described}).")], DEFAULT_EXECUTOR),
+        *(_param(f) for f, _owners in fields.values())]
+
+    by_name = {f.name: (f, owners) for f, owners in fields.values()}
+
+    def build(v: dict[str, Any]) -> ExecutorChoice:
+        name = v.pop("executor_name")
+        given = {k: x for k, x in v.items() if x is not None}
+        _check_owners(name, given, by_name)
+        return ExecutorChoice(name=name, options=given)
+
+    return extend(func, into="executor", params=params, build=build)
+
+
+def _check_owners(name: str, given: dict[str, Any],
+                  fields: dict[str, tuple[SettingField, list[str]]]) -> None:
+    """An option of another executor is a mistake, not something to ignore quietly."""
+    for key in given:
+        f, owners = fields[key]
+        if name in engines() and name not in owners:
+            raise UsageError(f"{f.flag} is an option of the {' and '.join(owners)} executor, "
+                             f"not of {name}",
+                             hint=f"drop it, or choose --executor {owners[0]}")
+
+
+def retry_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``func`` the executor settings that may change on retry, as ``overrides``."""
+    fields = _setting_fields(on_retry=True)
+    params = [_param(f) for f, _owners in fields.values()]
+    return extend(func, into="overrides", params=params,
+                  build=lambda v: {k: x for k, x in v.items() if x is not None})

@@ -1,0 +1,144 @@
+"""The commands of the core flow: synth, pipelines, plan (run and friends register too)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..console import err_console, print_json
+from ..containers.choose import ContainerChoice
+from ..plan import Plan
+from ..runs import RunDir
+from .container_options import container_options
+from .options import JsonOpt, PipelineOpt, Planning, RunDirOpt, planning_options
+from .render import crawl_with_progress, render_plan
+
+
+def register(app: typer.Typer) -> None:
+    """Add the planning commands to ``app``."""
+    app.command("synth")(synth_command)
+    app.command("pipelines")(pipelines_command)
+    app.command("plan")(planning_options(container_options(plan_command)))
+
+
+def synth_command(
+    path: Annotated[Path, typer.Argument(help="Folder to write the dataset into (new or empty).")],
+    subjects: Annotated[int, typer.Option(help="Number of subjects.")] = 8,
+    sessions: Annotated[str, typer.Option(help="Session labels, comma-separated; '' for none.")]
+    = "1,2",
+    runs: Annotated[int, typer.Option(help="BOLD runs per session.")] = 1,
+    modalities: Annotated[str, typer.Option(help="Datatypes to write.")] = "anat,func,dwi",
+    inherited: Annotated[bool, typer.Option(help="Put shared metadata in root sidecars.")]
+    = True,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+) -> None:
+    """Write a synthetic BIDS dataset with real tiny NIfTI images."""
+    from ..errors import UsageError
+    from ..synth import make_dataset
+
+    if path.exists() and any(path.iterdir()):
+        raise UsageError(f"{path} is not empty", hint="name a new or empty folder")
+    if subjects < 1:
+        raise UsageError("--subjects must be at least 1")
+    labels = [s.strip() for s in sessions.split(",") if s.strip()]
+    try:
+        out = make_dataset(
+            path,
+            subjects=subjects,
+            sessions=labels or None,
+            runs=runs,
+            modalities=[m.strip() for m in modalities.split(",") if m.strip()],
+            inherited_sidecars=inherited,
+            seed=seed,
+        )
+    except (ValueError, FileExistsError) as exc:
+        raise UsageError(f"cannot write the dataset: {exc}") from None
+    err_console.print(f"wrote a BIDS dataset of {subjects} subject(s) to {out}")
+
+
+def pipelines_command(
+    name: Annotated[str | None, typer.Argument(help="Show this pipeline in full.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the pipeline presets, or show one."""
+    from rich.table import Table
+
+    from ..pipelines import load_pipeline, preset_names
+
+    if name:
+        p = load_pipeline(name)
+        if as_json:
+            print_json(json.dumps(p.to_dict(), indent=2))
+            return
+        err_console.print_json(json.dumps(p.to_dict()))
+        return
+    rows = [load_pipeline(n) for n in preset_names()]
+    if as_json:
+        print_json(json.dumps([p.to_dict() for p in rows], indent=2))
+        return
+    table = Table("name", "image", "vCPUs", "memory MiB", "group step", "description")
+    for p in rows:
+        table.add_row(p.name, p.image, f"{p.resources.vcpus:g}", str(p.resources.memory_mib),
+                      "yes" if p.group else "", p.description)
+    err_console.print(table)
+
+
+def plan_command(
+    dataset: Annotated[str, typer.Argument(help="BIDS dataset: a folder, file:// or s3:// URI.")],
+    output: Annotated[str, typer.Argument(help="Where outputs go: a folder or s3:// URI.")],
+    planning: Planning,
+    container: ContainerChoice,
+    pipeline: PipelineOpt = "demo",
+    run_dir: RunDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Crawl DATASET and write one JSON spec per scan into a run directory (a dry run)."""
+    plan, run = plan_from_options(dataset=dataset, output=output, pipeline=pipeline,
+                                  planning=planning, run_dir=run_dir, container=container)
+    if as_json:
+        print_json(json.dumps({
+            "run_id": plan.run_id,
+            "run_dir": str(run.path),
+            "run": json.loads(plan.info.to_json()),
+            "specs": [s.to_dict() for s in plan.specs],
+        }, indent=2, sort_keys=True))
+    render_plan(plan, run)
+
+
+def plan_from_options(
+    *, dataset: str, output: str, pipeline: str, planning: Planning, run_dir: Path | None,
+    container: ContainerChoice | None = None, inside_image: bool = False,
+) -> tuple[Plan, RunDir]:
+    """Crawl, select and plan from CLI values; write the run directory.
+
+    ``container``: what the command line said about containers; ``inside_image``: the
+    executor's job is the image (AWS Batch), so the app runs without a container in it.
+    """
+    from ..bids import crawl
+    from ..containers.choose import container_spec
+    from ..pipelines import load_pipeline
+    from ..plan import make_plan
+
+    s3 = planning.s3
+    pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
+    # A missing license or runtime is one clear line before any listing, too.
+    how = container_spec(pipe.container, pipeline_name=pipe.name,
+                         choice=container or ContainerChoice(), inside_image=inside_image,
+                         warn=lambda text: err_console.print(f"[yellow]warning:[/] {_esc(text)}",
+                                                             highlight=False))
+    selection = planning.selection()
+    ds = crawl_with_progress(dataset, s3=s3, crawl=crawl)
+    for warning in ds.warnings:
+        err_console.print(f"[yellow]warning:[/] {_esc(warning)}", highlight=False)
+    plan = make_plan(ds, output, pipeline=pipe, selection=selection, s3=s3, container=how)
+    run = plan.write(run_dir)
+    return plan, run
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

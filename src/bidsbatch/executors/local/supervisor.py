@@ -1,0 +1,261 @@
+"""The local executor's supervisor: a detached process that forks one worker per scan.
+
+Started by :meth:`LocalExecutor.submit` as ``python -m
+bidsbatch.executors.local.supervisor RUN_DIR``. It forks a worker for each
+submitted scan (at most ``--jobs`` or as many as fit at once), reaps them,
+records every attempt in the ledger, retries a transient fault (exit 75) as
+Batch's retry strategy would, and runs the group step at the end.
+
+Workers are forks of the supervisor, which has the worker and boto3 already
+imported, so a scan costs a fork rather than a new interpreter: this is what
+keeps the overhead per scan in milliseconds (bench/RESULTS.md). A forked
+worker runs :func:`bidsbatch.worker_entry.run_job`, exactly what the
+``bidsbatch worker`` command runs in a Batch or Slurm job, without the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ...errors import EX_INTERRUPTED, EX_TEMPFAIL, BidsbatchError
+from ...ledger import Ledger
+from ...runs import RunDir
+from ...specs import Spec
+from ...states import GroupState, ScanState
+from ...worker_entry import WorkerJob, run_job
+from ..base import with_own_bin_on_path
+from .executor import GRACE_SECONDS, GROUP_LOG
+from .slots import slots_for
+
+
+class _Supervisor:
+    """Forks workers, reaps them, records outcomes. Single-threaded (it forks)."""
+
+    def __init__(self, run: RunDir, *, jobs: int | None, scratch: str | None, force: bool):
+        self.run = run
+        self.ledger = Ledger.open(run.ledger_path)
+        self.jobs = jobs
+        self.scratch = scratch
+        self.force = force
+        self.cancelling = False
+        self.children: dict[int, tuple[Spec, int]] = {}  # pid -> (spec, attempt)
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        if self.cancelling:
+            return
+        self.cancelling = True
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+        signal.signal(signal.SIGALRM, self._kill_all)
+        signal.alarm(int(GRACE_SECONDS))
+
+    def _kill_all(self, _signum: int, _frame: Any) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+    def main(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        os.environ.update(with_own_bin_on_path(os.environ))
+        self.ledger.set_meta("supervisor_pid", os.getpid())
+        queue = [self.run.spec(r.scan_id)
+                 for r in self.ledger.scans(states=(ScanState.SUBMITTED,))]
+        slots = self.jobs or (slots_for(queue[0]) if queue else 1)
+        _preload_worker()
+        while (queue or self.children) and not (self.cancelling and not self.children):
+            while queue and len(self.children) < slots and not self.cancelling:
+                spec = queue.pop(0)
+                self._start(spec)
+            if self.children:
+                self._reap(queue)
+        if self.cancelling:
+            left = [s.scan_id for s in queue]
+            if left:
+                self.ledger.update_many(left, state=ScanState.CANCELLED,
+                                        reason="cancelled by the user")
+            if self.ledger.group().state == GroupState.SUBMITTED:
+                self.ledger.set_group(GroupState.CANCELLED)
+            return EX_INTERRUPTED
+        self._group()
+        return 0
+
+    def _start(self, spec: Spec) -> None:
+        attempt = self.ledger.start_attempt(spec.scan_id)
+        log = self.run.log_path(spec.scan_id)
+        job = WorkerJob(spec=str(self.run.spec_path(spec.scan_id)), attempt=attempt,
+                        job_id=f"local:{spec.scan_id}:{attempt}",
+                        scratch=Path(self.scratch) if self.scratch else None, force=self.force)
+        pid = _fork(lambda: run_job(job), log, header=f"bidsbatch worker: attempt {attempt}")
+        self.ledger.update(spec.scan_id, job_id=f"local:{pid}", log=str(log))
+        self.children[pid] = (spec, attempt)
+
+    def _reap(self, queue: list[Spec]) -> None:
+        try:
+            pid, status, rusage = os.wait4(-1, 0)
+        except ChildProcessError:
+            self.children.clear()
+            return
+        if pid not in self.children:
+            return
+        spec, attempt = self.children.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        cpu = rusage.ru_utime + rusage.ru_stime
+        if code == 0:
+            self.ledger.finish_attempt(spec.scan_id, state=ScanState.SUCCEEDED, exit_code=0,
+                                       cpu_seconds=cpu)
+        elif self.cancelling:
+            self.ledger.finish_attempt(spec.scan_id, state=ScanState.CANCELLED, exit_code=code,
+                                       reason="cancelled by the user", cpu_seconds=cpu)
+        elif code == EX_TEMPFAIL and attempt < spec.attempts:
+            # A transient storage fault: retried, as Batch's retry strategy would.
+            self.ledger.finish_attempt(spec.scan_id, state=ScanState.SUBMITTED, exit_code=code,
+                                       reason="transient fault, retrying", cpu_seconds=cpu)
+            queue.append(spec)
+        else:
+            self.ledger.finish_attempt(spec.scan_id, state=ScanState.FAILED, exit_code=code,
+                                       reason=_reason(code, self.run.log_path(spec.scan_id)),
+                                       cpu_seconds=cpu)
+
+    def _group(self) -> None:
+        if self.ledger.group().state != GroupState.SUBMITTED:
+            return
+        counts = self.ledger.counts()
+        if counts[ScanState.FAILED] or counts[ScanState.CANCELLED]:
+            self.ledger.set_group(GroupState.SKIPPED, reason="some scans did not succeed")
+            return
+        self.ledger.set_group(GroupState.RUNNING, started_at=self.ledger.now())
+        log = self.run.logs_dir / GROUP_LOG
+        scratch = Path(self.scratch) if self.scratch else None
+        pid = _fork(lambda: _group_step(self.run.path, scratch), log,
+                    header="bidsbatch group-step: group step")
+        self.children[pid] = (None, 1)  # type: ignore[assignment]
+        while self.children:
+            try:
+                got, status, _rusage = os.wait4(pid, 0)
+            except ChildProcessError:
+                break
+            if got == pid:
+                self.children.clear()
+                code = os.waitstatus_to_exitcode(status)
+                state = GroupState.SUCCEEDED if code == 0 else (
+                    GroupState.CANCELLED if self.cancelling else GroupState.FAILED)
+                self.ledger.set_group(state, exit_code=code, finished_at=self.ledger.now())
+
+
+_LOG_PREFIX = re.compile(r"^\S+Z \[(?P<source>app|worker)\] ")
+_ERROR_WORDS = ("error", "exception", "traceback", "fail")
+
+
+def _reason(code: int, log: Path) -> str:
+    """One line on why a scan failed, from the end of its log.
+
+    The app's own last error line says most (``injected failure…``,
+    ``MemoryError``), then the worker's ``error:`` line (``app exited with
+    code 3``, ``access denied…``); else just the exit code.
+    """
+    if code < 0:
+        return f"killed by signal {-code}"
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        lines = []
+    app_lines, worker_errors = [], []
+    for line in lines:
+        m = _LOG_PREFIX.match(line)
+        if not m:
+            continue
+        text = line[m.end():].strip()
+        if m["source"] == "app" and any(w in text.lower() for w in _ERROR_WORDS):
+            app_lines.append(text)
+        elif m["source"] == "worker" and text.startswith("error:"):
+            worker_errors.append(text[len("error:"):].strip())
+    for found in (app_lines, worker_errors):
+        if found:
+            return f"exit {code}: {found[-1][:200]}"
+    return f"exit {code}"
+
+
+def _preload_worker() -> None:
+    """Import what the worker needs once, so forked workers start without importing."""
+    with contextlib.suppress(ImportError):
+        import boto3  # noqa: F401
+        import botocore.session  # noqa: F401
+
+    from ... import group, worker  # noqa: F401
+
+
+def _group_step(run_path: Path, scratch: Path | None) -> int:
+    from ...console import print_error
+    from ...group import run_group_step
+
+    try:
+        return run_group_step(str(run_path), scratch=scratch)
+    except BidsbatchError as exc:
+        print_error(exc)
+        return exc.exit_code
+
+
+def _fork(main: Callable[[], int], log: Path, *, header: str) -> int:
+    """Fork a process that runs ``main`` with its output appended to ``log``; its pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    pid = os.fork()
+    if pid:
+        os.close(fd)
+        return pid
+    # The child: its own process group (so cancel reaches the app too), output to the log.
+    code = 1
+    try:
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        from datetime import UTC, datetime
+
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        print(f"==> {stamp} {header}", flush=True)
+        code = main()
+    except BaseException:  # a forked child must never return into the parent
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def supervise(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bidsbatch-local-supervisor")
+    parser.add_argument("run_dir")
+    parser.add_argument("--jobs", type=int)
+    parser.add_argument("--scratch")
+    parser.add_argument("--force", action="store_true")
+    ns = parser.parse_args(argv)
+    sup = _Supervisor(RunDir(Path(ns.run_dir)), jobs=ns.jobs, scratch=ns.scratch,
+                      force=ns.force)
+    return sup.main()
+
+
+if __name__ == "__main__":
+    sys.exit(supervise())
