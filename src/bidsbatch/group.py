@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .containers.base import Limits
+from .containers.job import AppPaths, prepare_launch
+from .containers.settings import ContainerSpec
 from .errors import EX_TEMPFAIL, BidsbatchError, TransientStorageError
 from .markers import STATE_PREFIX
 from .pipelines import CREDENTIAL_VARIABLES, fill_runtime, render_template
@@ -56,14 +59,26 @@ def run_group_step(run_uri: str, *, scratch: Path | None = None, keep_scratch: b
     try:
         bids_dir = _dataset_dir(dataset, work, log)
         out_dir, before = _output_dir(output, work, log)
-        argv = fill_runtime(render_template(group.command, {}), bids_dir=str(bids_dir),
-                            output_dir=str(out_dir), work_dir=str(work.work))
         resources = group.resources or info.pipeline.resources
-        env = {k: v for k, v in os.environ.items() if k.upper() not in CREDENTIAL_VARIABLES}
+        # The same container as the scans (run.json says which), output writable.
+        launch = prepare_launch(
+            ContainerSpec.from_dict(info.container or {}), image=info.pipeline.image,
+            host=AppPaths(bids=str(bids_dir), out=str(out_dir), work=str(work.work),
+                          tmp=str(work.tmp)),
+            limits=Limits(cpus=resources.vcpus, memory_mib=resources.memory_mib,
+                          gpus=resources.gpus),
+            name=f"bidsbatch-{info.run_id}-group-{os.getpid()}", environ=os.environ)
+        paths = launch.paths
+        argv = fill_runtime(render_template(group.command, {}), bids_dir=paths.bids,
+                            output_dir=paths.out, work_dir=paths.work)
+        env = {k: v for k, v in launch.base_env.items()
+               if k.upper() not in CREDENTIAL_VARIABLES}
         env.update(info.pipeline.env)
-        env.update({"TMPDIR": str(work.tmp), "BIDSBATCH_RUN_ID": info.run_id})
-        result = run_app(argv, env=env, cwd=work.work,
-                         timeout=resources.timeout_minutes * 60.0, log=log)
+        env.update({"TMPDIR": paths.tmp, "BIDSBATCH_RUN_ID": info.run_id})
+        invocation = launch.invocation(argv, env)
+        result = run_app(invocation.argv, env=invocation.env, cwd=work.work,
+                         timeout=resources.timeout_minutes * 60.0, log=log,
+                         cleanup=launch.cleanup)
         if result.exit_code != 0:
             log.error(f"group step failed: {result.reason}")
             return result.exit_code

@@ -32,6 +32,7 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
+from .containers.settings import PipelineContainer, parse_pipeline_container
 from .errors import CredentialsInJobError, PipelineError
 from .safety import read_utf8
 
@@ -100,6 +101,8 @@ class Pipeline:
     #: Inputs the app does not need (globs over dataset keys).
     input_excludes: tuple[str, ...] = ()
     group: GroupStep | None = None
+    #: ``[container]`` and ``[assets]``: how the image is run (not in the output hash).
+    container: PipelineContainer = field(default_factory=PipelineContainer)
     source: str = ""
 
     @classmethod
@@ -113,8 +116,11 @@ class Pipeline:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         values["resources"] = Resources.from_record(data.get("resources") or {})
-        values["output_excludes"] = tuple(data.get("output_excludes") or ())
+        for name in ("output_excludes", "required_inputs", "input_excludes"):
+            values[name] = tuple(data.get(name) or ())
+        values["expected_outputs"] = tuple(tuple(e) for e in data.get("expected_outputs") or ())
         values["env"] = dict(data.get("env") or {})
+        values["container"] = PipelineContainer.from_record(data.get("container") or {})
         group = data.get("group")
         values["group"] = GroupStep.from_record(group) if group else None
         return cls(**values)
@@ -136,6 +142,10 @@ class Pipeline:
         data["required_inputs"] = list(self.required_inputs)
         data["input_excludes"] = list(self.input_excludes)
         data.pop("source")
+        # Left out when unset, so that run ids of pipelines without one stay as they were.
+        data.pop("container")
+        if self.container != PipelineContainer():
+            data["container"] = self.container.to_dict()
         return data
 
     def argv_for(self, *, participant: str, session: str | None, scan_id: str) -> list[str]:
@@ -198,7 +208,7 @@ def _fields(item: str) -> list[str]:
 
 
 _TOP_KEYS = {"name", "description", "image", "command", "resources", "retry", "env", "output",
-             "inputs", "group"}
+             "inputs", "group", "container", "assets"}
 #: The BIDS datatypes (folders of a scan) a pipeline can require.
 DATATYPES = {"anat", "func", "dwi", "fmap", "perf", "eeg", "meg", "ieeg", "beh", "pet", "micr",
              "nirs", "motion", "mrs"}
@@ -278,6 +288,7 @@ def _parse(data: dict[str, Any], source: str) -> Pipeline:
         required_inputs=required,
         input_excludes=input_excludes,
         group=group,
+        container=parse_pipeline_container(data, source),
         source=source,
     )
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__
 from .bids import Dataset, Scan, crawl
+from .containers.settings import ContainerSpec
 from .errors import DatasetError, UsageError
 from .fingerprint import ParticipantsTable, config_hash, fingerprint
 from .pipelines import Pipeline, check_no_credentials, load_pipeline
@@ -82,10 +83,21 @@ def make_plan(
     pipeline: Pipeline | str = "demo",
     selection: Selection = Selection(),
     s3: S3Options = S3Options(),
+    container: ContainerSpec | None = None,
 ) -> Plan:
-    """Plan a run: one :class:`Spec` per selected scan. Deterministic."""
+    """Plan a run: one :class:`Spec` per selected scan. Deterministic.
+
+    ``container`` is how every scan's app runs (:func:`bidsbatch.containers.choose.
+    container_spec` decides it); by default the pipeline's own ``[container]``
+    runtime, else none (a plain process): nothing is detected here.
+    """
     if isinstance(pipeline, str):
         pipeline = load_pipeline(pipeline)
+    if container is None:
+        from .containers.choose import container_spec
+
+        container = container_spec(pipeline.container, pipeline_name=pipeline.name,
+                                   detect=False, require_license=False)
     check_no_credentials(pipeline.env, where=f"pipeline {pipeline.name}")
     if isinstance(dataset, str):
         dataset = crawl(dataset, s3=s3)
@@ -111,7 +123,7 @@ def make_plan(
             "([inputs] require of the pipeline)",
         )
     participants = _participants(dataset, s3)
-    specs_wo_run = [_spec(scan, dataset, out_uri, pipeline, s3, participants)
+    specs_wo_run = [_spec(scan, dataset, out_uri, pipeline, s3, participants, container)
                     for scan in runnable]
     run_id = _run_id(pipeline, ds_uri, out_uri, selection, s3, specs_wo_run)
     specs = [_with_run_id(s, run_id) for s in specs_wo_run]
@@ -129,6 +141,7 @@ def make_plan(
         no_sign_request=s3.no_sign_request,
         warnings=list(dataset.warnings),
         left_out=left_out,
+        container=asdict(container),
     )
     return Plan(info=info, specs=specs, dataset=dataset, pipeline=pipeline)
 
@@ -146,7 +159,8 @@ def _participants(dataset: Dataset, s3: S3Options) -> ParticipantsTable | None:
 
 
 def _spec(scan: Scan, dataset: Dataset, output: str, pipeline: Pipeline,
-          s3: S3Options, participants: ParticipantsTable | None) -> Spec:
+          s3: S3Options, participants: ParticipantsTable | None,
+          container: ContainerSpec) -> Spec:
     argv = pipeline.argv_for(participant=scan.participant, session=scan.session,
                              scan_id=scan.id)
     inputs = [InputFile.from_object(f)
@@ -178,6 +192,7 @@ def _spec(scan: Scan, dataset: Dataset, output: str, pipeline: Pipeline,
         fingerprint=entries,
         requester_pays=s3.requester_pays,
         no_sign_request=s3.no_sign_request,
+        container=container,
     )
 
 

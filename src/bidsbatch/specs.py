@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .containers.settings import ContainerSpec
 from .errors import UsageError
 from .pipelines import Pipeline, Resources
 from .storage import Location, ObjectInfo, S3Options, hostile_reason, open_location
@@ -94,6 +95,9 @@ class Spec(_Places):
     fingerprint: dict[str, str] = field(default_factory=dict)
     requester_pays: bool = False
     no_sign_request: bool = False
+    #: How the worker runs the app (runtime, binds, env names); not in the config hash.
+    #: None: as a plain process (specs planned before containers existed).
+    container: ContainerSpec | None = None
     spec_version: int = SPEC_VERSION
 
     @property
@@ -119,6 +123,8 @@ class Spec(_Places):
             values = {k: v for k, v in data.items() if k in known}
             values["inputs"] = [InputFile(**f) for f in data["inputs"]]
             values["resources"] = Resources.from_record(data["resources"])
+            if data.get("container") is not None:
+                values["container"] = ContainerSpec.from_dict(data["container"])
             spec = cls(**values)
         except UsageError:
             raise
@@ -163,6 +169,8 @@ class RunInfo(_Places):
     warnings: list[str] = field(default_factory=list)
     #: Scans the pipeline cannot process (scan id -> why), planned for no job.
     left_out: dict[str, str] = field(default_factory=dict)
+    #: How the apps of the run are run (a ContainerSpec's fields); the group step's too.
+    container: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.pipeline, Pipeline):  # read from run.json (or given as one)

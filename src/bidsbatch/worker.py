@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from . import __version__
+from .containers.job import AppPaths, prepare_app
 from .errors import (
     EX_CANNOT_EXECUTE,
     EX_CLAIMED,
@@ -375,14 +376,24 @@ def stage_in(
     return stats
 
 
-def app_argv(spec: Spec, scratch: Scratch) -> list[str]:
-    """The spec's argv with ``{bids_dir}``, ``{output_dir}``, ``{work_dir}`` filled."""
-    return fill_runtime(spec.argv, bids_dir=str(scratch.bids), output_dir=str(scratch.out),
-                        work_dir=str(scratch.work))
+def host_paths(scratch: Scratch) -> AppPaths:
+    """The scratch folders as an app without a container sees them."""
+    return AppPaths(bids=str(scratch.bids), out=str(scratch.out), work=str(scratch.work),
+                    tmp=str(scratch.tmp))
+
+
+def app_argv(spec: Spec, scratch: Scratch, *, paths: AppPaths | None = None) -> list[str]:
+    """The spec's argv with ``{bids_dir}``, ``{output_dir}``, ``{work_dir}`` filled.
+
+    ``paths``: the folders as the app sees them (in a container: ``/bids``, …).
+    """
+    p = paths or host_paths(scratch)
+    return fill_runtime(spec.argv, bids_dir=p.bids, output_dir=p.out, work_dir=p.work)
 
 
 def app_environment(
-    spec: Spec, scratch: Scratch, *, attempt: int, base: Mapping[str, str]
+    spec: Spec, scratch: Scratch, *, attempt: int, base: Mapping[str, str],
+    paths: AppPaths | None = None,
 ) -> dict[str, str]:
     """The app's environment: the worker's, minus AWS keys, plus the contract's variables.
 
@@ -395,7 +406,8 @@ def app_environment(
         env.setdefault(name, threads)
     env.setdefault("PYTHONUNBUFFERED", "1")  # Python apps: lines as they come, not at exit
     env.update(spec.env)
-    tmp = str(scratch.tmp)
+    p = paths or host_paths(scratch)
+    tmp = p.tmp
     env.update({
         "TMPDIR": tmp, "TMP": tmp, "TEMP": tmp,
         "BIDSBATCH_RUN_ID": spec.run_id,
@@ -403,9 +415,9 @@ def app_environment(
         "BIDSBATCH_PARTICIPANT": spec.participant,
         "BIDSBATCH_SESSION": spec.session or "",
         "BIDSBATCH_ATTEMPT": str(attempt),
-        "BIDSBATCH_BIDS_DIR": str(scratch.bids),
-        "BIDSBATCH_OUTPUT_DIR": str(scratch.out),
-        "BIDSBATCH_WORK_DIR": str(scratch.work),
+        "BIDSBATCH_BIDS_DIR": p.bids,
+        "BIDSBATCH_OUTPUT_DIR": p.out,
+        "BIDSBATCH_WORK_DIR": p.work,
         "BIDSBATCH_N_CPUS": threads,
         "BIDSBATCH_MEMORY_MIB": str(spec.resources.memory_mib),
     })
@@ -414,12 +426,15 @@ def app_environment(
 
 def run_app(
     argv: list[str], *, env: Mapping[str, str], cwd: Path, timeout: float | None,
-    log: WorkerLog, grace: float = 10.0,
+    log: WorkerLog, grace: float = 10.0, cleanup: Callable[[], None] | None = None,
 ) -> AppResult:
     """Run the app (no shell), stream its merged output into ``log``, enforce ``timeout``.
 
     The app runs in its own session so that a timeout or a stop reaches its
     children too: SIGTERM to the whole group, SIGKILL after ``grace`` seconds.
+    ``cleanup`` runs once the process is gone: a container client (docker,
+    podman) proxies the SIGTERM into its container, but a SIGKILLed client
+    leaves the container behind, so it is removed by name.
     """
     log.info(f"run: {shlex.join(argv)}")
     try:
@@ -452,6 +467,8 @@ def run_app(
             _stop(proc, grace)
         # Whatever the app left running in its session would hold the pipe open.
         _signal_group(proc.pid, signal.SIGKILL)
+        if cleanup is not None:
+            cleanup()
         pump.join(timeout=10)
         proc.stdout.close()
     code = proc.returncode
@@ -637,11 +654,15 @@ def run_worker(
         if timeout is None:
             timeout = spec.resources.timeout_minutes * 60.0
         started_app = time.monotonic()
-        result = run_app(
-            app_argv(spec, scratch),
-            env=app_environment(spec, scratch, attempt=options.attempt, base=env),
-            cwd=scratch.work, timeout=timeout, log=log, grace=options.kill_grace_seconds,
-        )
+        launch = prepare_app(spec, host_paths(scratch), attempt=options.attempt, environ=env)
+        invocation = launch.invocation(
+            app_argv(spec, scratch, paths=launch.paths),
+            app_environment(spec, scratch, attempt=options.attempt, base=launch.base_env,
+                            paths=launch.paths))
+        log.info(f"container: {launch.description}")
+        result = run_app(invocation.argv, env=invocation.env, cwd=scratch.work,
+                         timeout=timeout, log=log, grace=options.kill_grace_seconds,
+                         cleanup=launch.cleanup)
         log.info(f"app: exit code {result.exit_code} after "
                  f"{time.monotonic() - started_app:.1f} s")
         if result.exit_code != 0:

@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from ..console import err_console
+from .container_options import ContainerOpt, ImageCacheOpt
 from .options import PipelineOpt
 
 image_app = typer.Typer(
     name="image", no_args_is_help=True,
-    help="The image Batch jobs run: a pipeline's image with bidsbatch added.",
+    help="Images: pull or build a pipeline's image; the Batch image with bidsbatch added.",
 )
 
 
@@ -43,3 +44,23 @@ def dockerfile_command(
     output.write_text(text, encoding="utf-8")
     err_console.print(f"wrote {output}; build it with: docker build -t {plan.suggested_tag} "
                       f"-f {output} {output.parent}", highlight=False)
+
+
+@image_app.command("pull")
+def pull_command(
+    pipeline: Annotated[str, typer.Argument(help="A preset or a pipeline TOML file.")],
+    container: ContainerOpt = None,
+    image_cache: ImageCacheOpt = None,
+) -> None:
+    """Pull (or, for Apptainer, build a SIF of) a pipeline's image once; say what runs."""
+    from ..containers.choose import ContainerChoice, container_spec
+    from ..containers.images import describe, ensure
+    from ..pipelines import load_pipeline
+
+    pipe = load_pipeline(pipeline)
+    how = container_spec(pipe.container, pipeline_name=pipe.name, require_license=False,
+                         choice=ContainerChoice(runtime=container, image_cache=image_cache),
+                         warn=lambda text: err_console.print(f"warning: {text}",
+                                                             highlight=False))
+    info = ensure(pipe.image, how, pull=True)
+    print(describe(info, how.runtime))

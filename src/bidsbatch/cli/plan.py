@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from ..console import err_console, print_json
+from ..containers.choose import ContainerChoice
 from ..planning import Plan
 from ..runs import RunDir
+from .container_options import container_options
 from .options import JsonOpt, PipelineOpt, Planning, RunDirOpt, planning_options
 from .render import crawl_with_progress, render_plan
 
@@ -19,7 +21,7 @@ def register(app: typer.Typer) -> None:
     """Add the planning commands to ``app``."""
     app.command("synth")(synth_command)
     app.command("pipelines")(pipelines_command)
-    app.command("plan")(planning_options(plan_command))
+    app.command("plan")(planning_options(container_options(plan_command)))
 
 
 def synth_command(
@@ -88,6 +90,7 @@ def plan_command(
     dataset: Annotated[str, typer.Argument(help="BIDS dataset: a folder, file:// or s3:// URI.")],
     output: Annotated[str, typer.Argument(help="Where outputs go: a folder or s3:// URI.")],
     planning: Planning,
+    container: ContainerChoice,
     pipeline: PipelineOpt = "demo",
     run_dir: RunDirOpt = None,
     explain: Annotated[bool, typer.Option(
@@ -101,7 +104,7 @@ def plan_command(
     from .reasons import reasons_or_none, render_reasons
 
     plan, run = plan_from_options(dataset=dataset, output=output, pipeline=pipeline,
-                                  planning=planning, run_dir=run_dir)
+                                  planning=planning, run_dir=run_dir, container=container)
     reasons = reasons_or_none(plan, force=force)
     if as_json:
         print_json(json.dumps({
@@ -120,9 +123,15 @@ def plan_command(
 
 def plan_from_options(
     *, dataset: str, output: str, pipeline: str, planning: Planning, run_dir: Path | None,
+    container: ContainerChoice | None = None, inside_image: bool = False,
 ) -> tuple[Plan, RunDir]:
-    """Crawl, select and plan from CLI values; write the run directory."""
+    """Crawl, select and plan from CLI values; write the run directory.
+
+    ``container``: what the command line said about containers; ``inside_image``: the
+    executor's job is the image (AWS Batch), so the app runs without a container in it.
+    """
     from ..bids import crawl
+    from ..containers.choose import container_spec
     from ..pipelines import load_pipeline
     from ..planning import make_plan
     from ..safety import check_output_apart, check_s3_options
@@ -132,12 +141,17 @@ def plan_from_options(
     check_output_apart(dataset, output)  # before any listing: nothing is read or written
     s3 = planning.s3
     pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
+    # A missing license or runtime is one clear line before any listing, too.
+    how = container_spec(pipe.container, pipeline_name=pipe.name,
+                         choice=container or ContainerChoice(), inside_image=inside_image,
+                         warn=lambda text: err_console.print(f"[yellow]warning:[/] {_esc(text)}",
+                                                             highlight=False))
     selection = planning.selection()
     ds = crawl_with_progress(dataset, s3=s3, crawl=crawl,
                              follow_symlinks=planning.follow_symlinks)
     for warning in ds.warnings:
         err_console.print(f"[yellow]warning:[/] {_esc(warning)}", highlight=False)
-    plan = make_plan(ds, output, pipeline=pipe, selection=selection, s3=s3)
+    plan = make_plan(ds, output, pipeline=pipe, selection=selection, s3=s3, container=how)
     run = plan.write(run_dir)
     return plan, run
 

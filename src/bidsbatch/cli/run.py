@@ -11,7 +11,9 @@ import typer
 from rich.markup import escape
 
 from ..console import err_console, print_json
+from ..containers.choose import ContainerChoice
 from ..executors.registry import DEFAULT_EXECUTOR
+from .container_options import container_options
 from .options import (
     ExecutorChoice,
     JsonOpt,
@@ -29,7 +31,7 @@ from .render import render_plan, status_dict
 
 def register(app: typer.Typer) -> None:
     """Add the execution commands to ``app``."""
-    app.command("run")(executor_options(planning_options(run_command)))
+    app.command("run")(executor_options(planning_options(container_options(run_command))))
     app.command("status")(status_command)
     app.command("logs")(logs_command)
     app.command("retry")(retry_options(retry_command))
@@ -42,6 +44,7 @@ def run_command(
     output: Annotated[str, typer.Argument(help="Where outputs go: a folder or s3:// URI.")],
     planning: Planning,
     executor: ExecutorChoice,
+    container: ContainerChoice,
     pipeline: PipelineOpt = "demo",
     run_dir: RunDirOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Redo scans that are done.")] = False,
@@ -50,11 +53,13 @@ def run_command(
 ) -> None:
     """Plan DATASET, skip the scans already done, run the rest, and watch them."""
     from .. import runner
+    from ..containers.images import prepare_images
     from ..executors import make_executor
 
     exe = make_executor(executor.name, executor.options)
     plan, run = plan_from_options(dataset=dataset, output=output, pipeline=pipeline,
-                                  planning=planning, run_dir=run_dir)
+                                  planning=planning, run_dir=run_dir, container=container,
+                                  inside_image=exe.runs_in_image)
     if not as_json:
         render_plan(plan, run, max_rows=0 if len(plan.specs) > 20 else 20)
     elif plan.info.left_out:  # stdout is for the machine; the user still learns what is left out
@@ -62,6 +67,9 @@ def run_command(
         err_console.print(f"left out {len(left)} scan(s) pipeline {plan.pipeline.name} cannot "
                           f"process: {escape(', '.join(left[:10]))}"
                           + (" …" if len(left) > 10 else ""), highlight=False)
+    # The image is had once, here: a missing one is one error, not one per scan.
+    for line in prepare_images(plan.specs):
+        err_console.print(line, highlight=False)
     started = runner.start(plan, executor=exe, run_dir=run.path, force=force)
     msg = f"run {plan.run_id}: {len(started.submitted)} scan(s) submitted to {exe.name}"
     if started.skipped:
@@ -274,6 +282,7 @@ def demo_command(
         planning=Planning(participant_label=[], session_label=[], exclude_participant=[],
                           labels_file=None, requester_pays=False, no_sign_request=False),
         executor=ExecutorChoice(DEFAULT_EXECUTOR, {"jobs": jobs} if jobs else {}),
+        container=ContainerChoice(),
         run_dir=None, force=False, no_wait=False, as_json=False,
     )
     group_tsv = output / "group_brainvolume.tsv"

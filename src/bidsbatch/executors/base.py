@@ -40,6 +40,9 @@ class Executor(ABC):
     #: An engine that keeps its queued and running jobs itself (Batch) takes a rerun while
     #: scans are still active: those are left alone and the rest is submitted.
     accepts_rerun_while_active: ClassVar[bool] = False
+    #: The engine runs the pipeline's image itself (Batch): inside the job the worker
+    #: runs the app's command without a container runtime.
+    runs_in_image: ClassVar[bool] = False
     #: The least time between two polls while waiting: engines whose queries weigh on
     #: shared services (a cluster's controller) ask for more.
     min_poll_seconds: ClassVar[float] = 0.0

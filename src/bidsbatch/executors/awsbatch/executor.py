@@ -58,6 +58,7 @@ class AwsBatchExecutor(Executor):
     name = EXECUTOR
     settings_type = BatchSettings
     accepts_rerun_while_active: ClassVar[bool] = True
+    runs_in_image: ClassVar[bool] = True
     settings: BatchSettings
 
     def __init__(self, settings: BatchSettings, *, api: BatchApi | None = None,
