@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import BidsbatchError
+from .executors.registry import DEFAULT_EXECUTOR
 from .ledger import Ledger
 from .markers import failed_key, is_done, read_marker
 from .runlock import run_lock
@@ -65,7 +66,8 @@ def rebuild_ledger(run: RunDir) -> Rebuilt:
                                       reason=str(failure.get("reason") or "failed"))
                         bad += 1
             if (run.path / "supervisor.log").exists():
-                ledger.record_executor("local", {})
+                # Only the default engine (local) keeps a supervisor's log in the run dir.
+                ledger.record_executor(DEFAULT_EXECUTOR, {})
     return Rebuilt(aside, ok, bad, len(specs) - ok - bad)
 
 

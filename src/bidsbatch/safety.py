@@ -19,7 +19,7 @@ from .errors import UsageError
 
 @dataclass(frozen=True)
 class Place:
-    """Where a location really is: ``("local", (parts…))`` or ``("s3:bucket", (parts…))``."""
+    """Where a location really is: ``("file", (parts…))`` or ``("s3:bucket", (parts…))``."""
 
     space: str
     parts: tuple[str, ...]
@@ -42,7 +42,7 @@ def place_of(uri: str | Path) -> Place:
     if text.startswith("file://"):
         text = urlparse(text).path
     resolved = Path(os.path.realpath(Path(text).expanduser()))
-    return Place("local", resolved.parts)
+    return Place("file", resolved.parts)
 
 
 def check_output_apart(dataset: str, output: str) -> None:
@@ -88,7 +88,7 @@ def check_run_dir_apart(run_dir: Path, dataset: str) -> None:
 
 
 def _via_links(given: str, place: Place) -> str:
-    if place.space != "local":
+    if place.space != "file":
         return ""
     real = str(Path(*place.parts))
     return "" if os.path.abspath(given) == real else f" (through symlinks: {real})"

@@ -145,7 +145,7 @@ def stage_asset(asset: Asset) -> Path:
     target = asset_cache() / key_hash / name
     if target.exists():
         return target
-    from ..locations import open_location
+    from ..storage import open_location
 
     parent, _, key = asset.source[len("s3://"):].partition("/")
     folder, _, base = key.rpartition("/")
