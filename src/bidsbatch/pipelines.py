@@ -32,16 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from .containers.settings import PipelineContainer, parse_pipeline_container
-from .errors import CredentialsInJobError, PipelineError
+from .credentials import CREDENTIAL_VARIABLES, check_no_credentials  # noqa: F401 (re-exported)
+from .errors import PipelineError
 
 #: Placeholders known when a scan is planned.
 PLAN_PLACEHOLDERS = {"participant", "session", "scan_id", "n_cpus", "mem_mib", "mem_gb"}
 #: Placeholders filled by the worker at run time (paths inside the job).
 RUNTIME_PLACEHOLDERS = {"bids_dir", "output_dir", "work_dir"}
 PLACEHOLDERS = PLAN_PLACEHOLDERS | RUNTIME_PLACEHOLDERS
-
-#: Environment variable names that must never be handed to a job.
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 Template = list[str | list[str]]
 
@@ -291,17 +289,6 @@ def _parse_resources(value: Any, key: str, fail: Any) -> Resources:
             raise fail(f"{key}.{name} must be a whole number from {lo} to {hi}, not {v!r}")
         ints[name] = v
     return Resources(vcpus=float(vcpus), **ints)
-
-
-def check_no_credentials(env: dict[str, str], *, where: str) -> None:
-    """Refuse AWS access keys in an environment meant for a job: jobs use IAM roles."""
-    found = sorted(k for k in env if k.upper() in CREDENTIAL_VARIABLES)
-    if found:
-        raise CredentialsInJobError(
-            f"{where}: refusing to pass {', '.join(found)} to jobs",
-            hint="jobs get AWS access from their IAM job role; remove the keys "
-            "(bidsbatch aws setup creates a least-privilege job role)",
-        )
 
 
 # --------------------------------------------------------------------------- loading

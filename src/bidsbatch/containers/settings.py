@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..credentials import check_no_credentials
 from ..errors import PipelineError
 from .base import Entrypoint
 
@@ -119,8 +120,6 @@ def parse_pipeline_container(data: dict[str, Any], source: str) -> PipelineConta
     env = table.get("env", [])
     if not isinstance(env, list) or not all(isinstance(x, str) and x for x in env):
         raise fail("container.env must be a list of variable names")
-    from ..pipelines import check_no_credentials
-
     check_no_credentials(dict.fromkeys(env, ""), where=source)
     fs_license = table.get("fs_license", False)
     if not isinstance(fs_license, bool):
