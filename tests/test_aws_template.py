@@ -15,7 +15,7 @@ import moto_server
 import pytest
 from conftest import BIN, run_cli
 
-from bidsbatch.aws.environment import TAG_KEY
+from bidsbatch.aws.spec import TAG_KEY
 
 DATA = ("--dataset", "s3://bb-data/ds", "--dataset", "s3://open-data",
         "--output", "s3://bb-results/m2g")

@@ -778,7 +778,7 @@ def test_more_than_20_dependencies_are_chained(batch: Batch, ds: Path) -> None:
     from bidsbatch.executors.awsbatch.states import PollState
     from bidsbatch.executors.awsbatch.submit import MAX_DEPENDS, Submitter
     from bidsbatch.ledger import Ledger
-    from bidsbatch.locations import open_location
+    from bidsbatch.storage import open_location
 
     _bucket, dataset, output = batch.dataset(ds)
     plan, run = plan_from_options(
@@ -847,6 +847,10 @@ def test_status_mapping_of_a_spot_reclaim_and_retry(tmp_path: Path) -> None:
 def test_job_definition_for_fargate_and_gpus() -> None:
     from bidsbatch.executors.awsbatch.jobdef import job_definition
     from bidsbatch.executors.awsbatch.settings import BatchSettings
+    from bidsbatch.pipelines import Pipeline
+
+    def typed(record: dict[str, Any]) -> Pipeline:
+        return Pipeline.from_record({"command": ["app"], **record})
 
     role = "arn:aws:iam::123456789012:role/bidsbatch-lab-job"
     pipeline = {"name": "p", "image": "me/app:1", "attempts": 2,
@@ -854,22 +858,22 @@ def test_job_definition_for_fargate_and_gpus() -> None:
                               "timeout_minutes": 60}}
     fargate = BatchSettings.from_options({"job_queue": "q", "job_role": role,
                                           "platform": "fargate"})
-    jd = job_definition(pipeline, fargate)
+    jd = job_definition(typed(pipeline), fargate)
     props = jd["containerProperties"]
     assert jd["platformCapabilities"] == ["FARGATE"] and "privileged" not in props
     assert props["executionRoleArn"] == role
     assert props["ephemeralStorage"] == {"sizeInGiB": 50}
     assert jd["retryStrategy"]["attempts"] == 2
     with pytest.raises(UsageError, match="does not pair 2 vCPUs with 3000 MiB"):
-        job_definition({**pipeline, "resources": {**pipeline["resources"],
-                                                  "memory_mib": 3000}}, fargate)
+        job_definition(typed({**pipeline, "resources": {**pipeline["resources"],
+                                                        "memory_mib": 3000}}), fargate)
     ec2 = BatchSettings.from_options({"job_queue": "q", "job_role": role})
-    gpu = job_definition({**pipeline, "resources": {**pipeline["resources"], "gpus": 1,
-                                                    "vcpus": 1.5}}, ec2)
+    gpu = job_definition(typed({**pipeline, "resources": {**pipeline["resources"], "gpus": 1,
+                                                          "vcpus": 1.5}}), ec2)
     reqs = {r["type"]: r["value"] for r in gpu["containerProperties"]["resourceRequirements"]}
     assert reqs == {"VCPU": "2", "MEMORY": "8192", "GPU": "1"}
     with pytest.raises(UsageError, match="no GPUs"):
-        job_definition({**pipeline, "resources": {**pipeline["resources"], "gpus": 1}},
+        job_definition(typed({**pipeline, "resources": {**pipeline["resources"], "gpus": 1}}),
                        fargate)
     with pytest.raises(BidsbatchError, match="refusing to pass AWS_ACCESS_KEY_ID"):
         BatchSettings.from_options({"job_queue": "q", "job_role": role,

@@ -9,7 +9,7 @@ import pytest
 from conftest import run_cli, unique_bucket
 
 from bidsbatch.errors import HostileKeyError, StorageError
-from bidsbatch.locations import LocalLocation, Location, S3Location, open_location, safe_key
+from bidsbatch.storage import LocalLocation, Location, S3Location, open_location, safe_key
 
 
 @pytest.fixture(params=["local", "file", "s3"])
@@ -147,7 +147,7 @@ def test_atomic_write_with_concurrent_writers(tmp_path: Path) -> None:
     """Two runs marking themselves "latest" at once: both writes land, no temp is left."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bidsbatch.locations import atomic_write
+    from bidsbatch.storage import atomic_write
 
     target = tmp_path / "state" / "latest"
     texts = [f"/runs/run-{i}\n" * 512 for i in range(8)]

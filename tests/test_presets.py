@@ -405,7 +405,7 @@ def test_m2g_preset_parses_with_m2g_parser(ref: str, dirs: Dirs) -> None:
 
 def test_m2g_scratch_is_left_out_of_the_outputs() -> None:
     """m2g writes registration scratch to <output_dir>/sub-X/ses-Y/tmp_d/{reg_a,reg_m}."""
-    from bidsbatch.transfer import compile_excludes, is_excluded
+    from bidsbatch.storage.transfer import compile_excludes, is_excluded
 
     patterns = compile_excludes(load_pipeline("m2g").output_excludes)
     assert is_excluded("sub-01/ses-pre/tmp_d/reg_a/t1w_aligned_mni.nii.gz", patterns)

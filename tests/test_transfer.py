@@ -11,8 +11,8 @@ import pytest
 from conftest import unique_bucket
 
 from bidsbatch.errors import HostileKeyError, StorageError, TransientStorageError
-from bidsbatch.locations import LocalLocation, ObjectInfo, S3Location
-from bidsbatch.transfer import (
+from bidsbatch.storage import LocalLocation, ObjectInfo, S3Location
+from bidsbatch.storage.transfer import (
     ChecksumMismatchError,
     RetryPolicy,
     collect_files,
@@ -120,7 +120,9 @@ def test_upload_tree_local_checksums_excludes_and_reserved(tmp_path: Path) -> No
     (out / "sub-01" / "link-outside").symlink_to("/etc/hostname")
     (out / "sub-01" / "link-inside").symlink_to(out / "sub-01" / "anat" / "sub-01_T1w.json")
     dest = tmp_path / "dest"
-    outputs = upload_tree(out, LocalLocation(dest), excludes=["tmp_d/**"], max_workers=3)
+    # the folder bidsbatch keeps its records in is named by the caller (storage knows no runs)
+    outputs = upload_tree(out, LocalLocation(dest), excludes=["tmp_d/**"], max_workers=3,
+                          reserved=[".bidsbatch"])
     stored = _tree(dest)
     expected = {**FILES, "sub-01/link-inside": b"{}"}
     assert stored == expected
@@ -128,7 +130,7 @@ def test_upload_tree_local_checksums_excludes_and_reserved(tmp_path: Path) -> No
     for o in outputs:
         assert o.size == len(expected[o.key])
         assert o.checksum == "sha256:" + hashlib.sha256(expected[o.key]).hexdigest()
-    collected = collect_files(out, excludes=["tmp_d/**"])
+    collected = collect_files(out, excludes=["tmp_d/**"], reserved=[".bidsbatch"])
     assert collected.excluded == 1
     assert any("link-outside" in s for s in collected.skipped)
     assert any(s.startswith(".bidsbatch/") for s in collected.skipped)

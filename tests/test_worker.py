@@ -27,7 +27,7 @@ from conftest import BIN, run_cli, unique_bucket, upload_tree
 
 from bidsbatch.errors import StorageError
 from bidsbatch.markers import failed_key, failed_log_key
-from bidsbatch.plan import make_plan
+from bidsbatch.planning import make_plan
 from bidsbatch.specs import InputFile, Manifest, Spec
 from bidsbatch.synth import make_dataset
 from bidsbatch.worker import (

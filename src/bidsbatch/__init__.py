@@ -1,19 +1,36 @@
 """bidsbatch: run a BIDS App over every scan of a BIDS dataset, in parallel.
 
-The Python API::
+The Python API (``api.py``)::
 
     import bidsbatch
-    dataset = bidsbatch.crawl("s3://openneuro.org/ds000001", no_sign_request=True)
-    plan = bidsbatch.plan(dataset, "s3://my-bucket/derivatives", pipeline="m2g")
+
+    ds = bidsbatch.crawl("s3://openneuro.org/ds000114", no_sign_request=True)
+    plan = bidsbatch.plan(ds, "/data/derivatives/m2g", pipeline="m2g", participants=["01"])
+    result = bidsbatch.run(plan, jobs=2)   # on this machine; waits; result.status.ok
+    bidsbatch.status(result.run_id)
+
+The functions are imported on first use, so ``import bidsbatch`` stays cheap.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("bidsbatch")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+_API = ("crawl", "plan", "run", "status", "RunResult", "RunStatus")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'bidsbatch' has no attribute {name!r}")
+
+
+__all__ = ["RunResult", "RunStatus", "__version__", "crawl", "plan", "run", "status"]

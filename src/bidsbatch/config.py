@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BidsbatchError, UsageError
-from .locations import atomic_write
+from .storage import atomic_write
 
 ENVIRONMENTS_FILE = "environments.json"
 _FORMAT_VERSION = 1

@@ -23,14 +23,13 @@ from .aws import policies
 from .aws.clients import (
     AwsClients,
     Identity,
-    error_code,
     error_message,
     translate_aws_error,
 )
 from .aws.policies import S3Prefix
 from .aws.spec import EnvironmentSpec
 from .config import EnvironmentSettings, load_environment
-from .errors import BidsbatchError
+from .errors import BidsbatchError, aws_error_code
 from .markers import STATE_PREFIX
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
@@ -234,7 +233,7 @@ class _Doctor:
             role = iam.get_role(RoleName=role_name)["Role"]
             documents, boundary = _role_documents(iam, role)
         except Exception as exc:
-            detail = ("does not exist" if error_code(exc) == "NoSuchEntity"
+            detail = ("does not exist" if aws_error_code(exc) == "NoSuchEntity"
                       else translate_aws_error(exc, "reading the job role").message)
             self.add(label, FAIL, detail, self.fix_command())
             return
@@ -350,7 +349,7 @@ class _Doctor:
             s3.delete_object(Bucket=loc.bucket, Key=key, **extra)
         except Exception as exc:
             self.add(label, FAIL,
-                     f"wrote a probe but cannot delete it ({error_code(exc)}): "
+                     f"wrote a probe but cannot delete it ({aws_error_code(exc)}): "
                      f"s3://{loc.bucket}/{key} is left behind",
                      f"aws s3 rm s3://{loc.bucket}/{key}")
             return
@@ -387,7 +386,7 @@ def _document(value: Any) -> dict[str, Any]:
 
 
 def _s3_problem(exc: Exception, uri: str) -> str:
-    code = error_code(exc)
+    code = aws_error_code(exc)
     if code in ("NoSuchBucket",):
         return f"the bucket of {uri} does not exist"
     if code in ("AccessDenied", "403", "AllAccessDisabled"):
@@ -398,7 +397,7 @@ def _s3_problem(exc: Exception, uri: str) -> str:
 
 
 def _s3_fix(exc: Exception, *, uri: str, requester_pays: bool, write: bool = False) -> str:
-    code = error_code(exc)
+    code = aws_error_code(exc)
     if code == "NoSuchBucket":
         bucket = uri[5:].split("/", 1)[0]
         return f"check the bucket name (aws s3 ls), or create it: aws s3 mb s3://{bucket}"

@@ -19,12 +19,12 @@ from .containers.base import Limits
 from .containers.job import AppPaths, prepare_launch
 from .containers.settings import ContainerSpec
 from .errors import EX_TEMPFAIL, BidsbatchError, TransientStorageError
-from .locations import LocalLocation, Location, open_location
 from .markers import STATE_PREFIX
 from .pipelines import CREDENTIAL_VARIABLES, fill_runtime, render_template
 from .specs import RunInfo, canonical_json
+from .storage import LocalLocation, Location, open_location
+from .storage.transfer import Collected, collect_files, download_many, upload_tree
 from .timestamps import iso, utcnow
-from .transfer import Collected, collect_files, download_many, upload_tree
 from .worker import Scratch, WorkerLog, run_app, scratch_base
 
 
@@ -48,36 +48,36 @@ def run_group_step(run_uri: str, *, scratch: Path | None = None, keep_scratch: b
     """Run the pipeline's group command for the run at ``run_uri``; return its exit code."""
     log = log or WorkerLog(sys.stdout)
     info = load_run_info(run_uri)
-    group = info.pipeline.get("group")
-    if not group:
-        log.info(f"pipeline {info.pipeline['name']} has no group step: nothing to do")
+    group = info.pipeline.group
+    if group is None:
+        log.info(f"pipeline {info.pipeline.name} has no group step: nothing to do")
         return 0
-    dataset = open_location(info.dataset, s3=info.s3_options)
-    output = open_location(info.output)  # the dataset's S3 options are not the output's
+    dataset = info.open_dataset()
+    output = info.open_output()
     work = Scratch.make(scratch_base(scratch, os.environ), "group")
     started = utcnow()
     try:
         bids_dir = _dataset_dir(dataset, work, log)
         out_dir, before = _output_dir(output, work, log)
-        resources = group.get("resources") or info.pipeline["resources"]
+        resources = group.resources or info.pipeline.resources
         # The same container as the scans (run.json says which), output writable.
         launch = prepare_launch(
-            ContainerSpec.from_dict(info.container or {}), image=info.pipeline["image"],
+            ContainerSpec.from_dict(info.container or {}), image=info.pipeline.image,
             host=AppPaths(bids=str(bids_dir), out=str(out_dir), work=str(work.work),
                           tmp=str(work.tmp)),
-            limits=Limits(cpus=resources["vcpus"], memory_mib=resources["memory_mib"],
-                          gpus=resources.get("gpus", 0)),
+            limits=Limits(cpus=resources.vcpus, memory_mib=resources.memory_mib,
+                          gpus=resources.gpus),
             name=f"bidsbatch-{info.run_id}-group-{os.getpid()}", environ=os.environ)
         paths = launch.paths
-        argv = fill_runtime(render_template(group["command"], {}), bids_dir=paths.bids,
+        argv = fill_runtime(render_template(group.command, {}), bids_dir=paths.bids,
                             output_dir=paths.out, work_dir=paths.work)
         env = {k: v for k, v in launch.base_env.items()
                if k.upper() not in CREDENTIAL_VARIABLES}
-        env.update(info.pipeline.get("env") or {})
+        env.update(info.pipeline.env)
         env.update({"TMPDIR": paths.tmp, "BIDSBATCH_RUN_ID": info.run_id})
         invocation = launch.invocation(argv, env)
         result = run_app(invocation.argv, env=invocation.env, cwd=work.work,
-                         timeout=resources["timeout_minutes"] * 60.0, log=log,
+                         timeout=resources.timeout_minutes * 60.0, log=log,
                          cleanup=launch.cleanup)
         if result.exit_code != 0:
             log.error(f"group step failed: {result.reason}")
@@ -130,7 +130,7 @@ def _output_dir(output: Location, work: Scratch,
 
 def _changed_since(out_dir: Path, before: dict[str, tuple[int, float]]) -> Collected:
     """The files the step added or changed (size or mtime differ from what was staged in)."""
-    collected = collect_files(out_dir)
+    collected = collect_files(out_dir, reserved=(STATE_PREFIX,))
     keep = []
     for f in collected.files:
         st = f.path.stat()

@@ -70,7 +70,7 @@ def dockerfile(plan: ImagePlan) -> str:
 # Build (a local wheel):   put the wheel next to this Dockerfile, then
 #   docker build --build-arg BIDSBATCH_WHEEL=bidsbatch-{plan.version}-py3-none-any.whl \\
 #     -t {plan.suggested_tag} .
-# Then push it to ECR and pass its URI to `bidsbatch run --image` (docs/aws-batch.md).
+# Then push it to ECR and pass its URI to `bidsbatch run --image` (README: "Run on AWS Batch").
 ARG BASE_IMAGE={plan.base}
 ARG UV_IMAGE={UV_IMAGE}
 FROM ${{UV_IMAGE}} AS uv

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .locations import Location
 from .specs import Spec, canonical_json
+from .storage import Location, OutputFile
 
 STATE_PREFIX = ".bidsbatch"
 DONE_PREFIX = f"{STATE_PREFIX}/done/"
@@ -39,13 +39,6 @@ def failed_key(scan_id: str) -> str:
 def failed_log_key(scan_id: str) -> str:
     """The worker log of a scan's last failed attempt."""
     return f"{FAILED_PREFIX}{scan_id}.log"
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    key: str
-    size: int
-    checksum: str | None = None  # "sha256:<hex>" as computed by the worker
 
 
 @dataclass(frozen=True)

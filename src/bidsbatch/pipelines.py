@@ -26,7 +26,8 @@ import hashlib
 import json
 import string
 import tomllib
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,22 @@ Template = list[str | list[str]]
 
 @dataclass(frozen=True)
 class Resources:
-    """What one job needs. Generic: engine settings live in the executors."""
+    """What one job needs. Generic: engine settings live in the executors.
+
+    The one resources type, from the pipeline file to the spec and the engines.
+    """
 
     vcpus: float = 1.0
     memory_mib: int = 2048
     gpus: int = 0
     disk_gib: int = 20
     timeout_minutes: int = 60
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> Resources:
+        """From a spec's or run.json's ``resources`` (what :func:`dataclasses.asdict` wrote)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,12 @@ class GroupStep:
 
     command: Template
     resources: Resources | None = None
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> GroupStep:
+        res = data.get("resources")
+        return cls(command=list(data["command"]),
+                   resources=Resources.from_record(res) if res else None)
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,21 @@ class Pipeline:
     def from_dict(cls, data: dict[str, Any], *, source: str = "<pipeline>") -> Pipeline:
         """Validate ``data`` (a parsed TOML document) into a Pipeline; PipelineError if bad."""
         return _parse(data, source)
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> Pipeline:
+        """The pipeline as :meth:`to_dict` wrote it (``run.json``): its inverse."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["resources"] = Resources.from_record(data.get("resources") or {})
+        values["output_excludes"] = tuple(data.get("output_excludes") or ())
+        values["env"] = dict(data.get("env") or {})
+        group = data.get("group")
+        values["group"] = GroupStep.from_record(group) if group else None
+        container = data.get("container")
+        values["container"] = (PipelineContainer.from_record(container) if container
+                               else PipelineContainer())
+        return cls(**values)
 
     def output_hash(self) -> str:
         """Hash of every setting that can change a scan's outputs (not resources or retries)."""

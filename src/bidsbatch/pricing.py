@@ -38,10 +38,10 @@ from .cost import (
 )
 from .errors import BidsbatchError, UsageError
 from .ledger import Ledger
-from .locations import atomic_write
 from .pipelines import Resources
 from .runs import RunDir
 from .specs import RunInfo
+from .storage import atomic_write
 
 if TYPE_CHECKING:
     from .executors import Executor
@@ -370,10 +370,7 @@ def save_user_prices(doc: dict[str, Any]) -> Path:
 
 def job_resources(info: RunInfo) -> Resources:
     """The per-scan resources a run was planned with."""
-    raw = dict(info.pipeline.get("resources") or {})
-    known = {k: raw[k] for k in ("vcpus", "memory_mib", "gpus", "disk_gib", "timeout_minutes")
-             if k in raw}
-    return Resources(**known)
+    return info.pipeline.resources
 
 
 def pick_instance(name: str, *, job: Resources, table: PriceTable, region: str

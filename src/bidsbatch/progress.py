@@ -25,15 +25,17 @@ from .console import err_console
 from .cost import duration
 from .ledger import ScanRecord
 from .runner import Snapshot
-from .states import ACTIVE, STATES
+from .states import ACTIVE, STATES, ScanState
 
 STATE_STYLE = {
-    "planned": "dim", "submitted": "cyan", "running": "blue", "succeeded": "green",
-    "failed": "red", "cancelled": "yellow", "skipped": "dim green",
+    ScanState.PLANNED: "dim", ScanState.SUBMITTED: "cyan", ScanState.RUNNING: "blue",
+    ScanState.SUCCEEDED: "green", ScanState.FAILED: "red", ScanState.CANCELLED: "yellow",
+    ScanState.SKIPPED: "dim green",
 }
 #: Order and glyph of each state in the progress bar: finished work first, queued last.
-BAR_ORDER = (("succeeded", "█"), ("skipped", "█"), ("failed", "█"), ("cancelled", "█"),
-             ("running", "▓"), ("submitted", "░"), ("planned", "░"))
+BAR_ORDER = ((ScanState.SUCCEEDED, "█"), (ScanState.SKIPPED, "█"), (ScanState.FAILED, "█"),
+             (ScanState.CANCELLED, "█"), (ScanState.RUNNING, "▓"), (ScanState.SUBMITTED, "░"),
+             (ScanState.PLANNED, "░"))
 #: Scans finished per minute are counted over this many recent seconds.
 RATE_WINDOW_SECONDS = 300.0
 BAR_WIDTH = 32
@@ -77,7 +79,8 @@ def throughput(records: list[ScanRecord], *, now: datetime,
     recent = 0
     first: datetime | None = None
     for rec in records:
-        if rec.state in ("succeeded", "failed", "cancelled") and rec.finished_at:
+        if rec.state in (ScanState.SUCCEEDED, ScanState.FAILED,
+                         ScanState.CANCELLED) and rec.finished_at:
             end = _when(rec.finished_at)
             if (now - end).total_seconds() <= window:
                 recent += 1
@@ -133,7 +136,7 @@ class LiveProgress:
         """Take a new snapshot: print new failures and retries, redraw."""
         self.last = snap
         for rec in snap.records:
-            if rec.state == "failed" and rec.scan_id not in self.seen_failures:
+            if rec.state == ScanState.FAILED and rec.scan_id not in self.seen_failures:
                 self.seen_failures.add(rec.scan_id)
                 reason = (rec.reason or "").strip().splitlines()[:1] or [""]
                 self.console.print(
@@ -145,7 +148,7 @@ class LiveProgress:
                     and rec.state in ACTIVE and rec.attempts > 1:
                 self.console.print(f"[yellow]↻ retrying[/] {escape(rec.scan_id)} "
                                    f"(attempt {rec.attempts})", highlight=False)
-            if rec.state != "failed":
+            if rec.state != ScanState.FAILED:
                 self.seen_failures.discard(rec.scan_id)  # retried: report a new failure
             self.attempts[rec.scan_id] = rec.attempts
         if self.live:
@@ -158,8 +161,8 @@ class LiveProgress:
 
     def _figures(self, snap: Snapshot) -> tuple[int, int, float, float | None]:
         c = snap.counts
-        finished = c["succeeded"] + c["failed"] + c["cancelled"]
-        todo = self.total - c["skipped"]
+        finished = c[ScanState.SUCCEEDED] + c[ScanState.FAILED] + c[ScanState.CANCELLED]
+        todo = self.total - c[ScanState.SKIPPED]
         rate = throughput(snap.records, now=self.clock())
         left = todo - finished
         eta = (left / rate * 60) if rate > 0 and left > 0 else None
@@ -189,13 +192,14 @@ class LiveProgress:
         """The closing line: how long, how many, how fast, the typical and the slowest scan."""
         c = snap.counts
         durations = [(r.duration_seconds, r.scan_id) for r in snap.records
-                     if r.state == "succeeded" and r.duration_seconds is not None]
+                     if r.state == ScanState.SUCCEEDED and r.duration_seconds is not None]
         text = Text("finished in " if not snap.busy else "watched for ", style="bold")
         text.append(duration(snap.elapsed), style="bold")
-        parts = [f"{c[s]} {s}" for s in ("succeeded", "failed", "cancelled", "skipped")
+        parts = [f"{c[s]} {s}" for s in (ScanState.SUCCEEDED, ScanState.FAILED,
+                                         ScanState.CANCELLED, ScanState.SKIPPED)
                  if c.get(s)]
         text.append(": " + ", ".join(parts) if parts else "")
-        done_now = c["succeeded"] + c["failed"]
+        done_now = c[ScanState.SUCCEEDED] + c[ScanState.FAILED]
         if snap.elapsed > 1 and done_now:
             text.append(f" · {done_now / (snap.elapsed / 60):.1f} scans/min")
         if durations:
@@ -203,9 +207,9 @@ class LiveProgress:
             slowest = max(durations)
             text.append(f" · median scan {duration(median)}, slowest "
                         f"{slowest[1]} {duration(slowest[0])}")
-        if c.get("failed"):
+        if c.get(ScanState.FAILED):
             text.append(" · ")
-            text.append(f"{c['failed']} failed: bidsbatch retry", style="red")
+            text.append(f"{c[ScanState.FAILED]} failed: bidsbatch retry", style="red")
         return text
 
 
@@ -221,7 +225,7 @@ def status_table(records: list[ScanRecord], *, title: str, max_rows: int = 200,
         table.add_column(col, overflow="fold",
                          justify="right" if col in ("attempts", "duration", "exit") or
                          (extra and col == extra[0]) else "left")
-    shown = sorted(records, key=lambda r: (r.state not in ("failed", *ACTIVE), r.scan_id))
+    shown = sorted(records, key=lambda r: (r.state not in (ScanState.FAILED, *ACTIVE), r.scan_id))
     for rec in shown[:max_rows]:
         row: list[Any] = [
             rec.scan_id,

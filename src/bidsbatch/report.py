@@ -44,13 +44,13 @@ from .cost import (
 )
 from .executors import Executor
 from .ledger import GroupRecord, Ledger, ScanRecord
-from .locations import atomic_write
 from .pricing import PriceTable, job_resources, load_prices, run_cost_for
 from .report_assets import CSS, JS
 from .runner import executor_for
 from .runs import RunDir
 from .specs import RunInfo
-from .states import STATES
+from .states import STATES, ScanState
+from .storage import atomic_write
 
 REPORT_FILE = "report.html"
 #: Above this many attempts (or rows) the timeline bins scans and time into cells.
@@ -146,7 +146,7 @@ def render(data: ReportData, *, out_dir: Path) -> str:
 def _header(data: ReportData) -> str:
     e = html.escape
     info = data.info
-    pipe = info.pipeline.get("name", "")
+    pipe = info.pipeline.name
     res = job_resources(info)
     where = data.executor.describe() if data.executor else "not submitted"
     if data.cost.region:
@@ -185,23 +185,25 @@ def _card(label: str, value: str, detail: str = "", *, cls: str = "") -> str:
 def _cards(data: ReportData) -> str:
     counts = _counts(data)
     total = len(data.scans)
-    ok = counts["succeeded"] + counts["skipped"]
+    ok = counts[ScanState.SUCCEEDED] + counts[ScanState.SKIPPED]
     start, end = _span(data)
     span = (end - start).total_seconds() if start and end else None
     cost = data.cost
     durations = [r.duration_seconds for r in data.scans
-                 if r.state == "succeeded" and r.duration_seconds is not None]
+                 if r.state == ScanState.SUCCEEDED and r.duration_seconds is not None]
     cards = [
         _card("Scans", f"{total:,}",
-              f"{counts['skipped']:,} already done" if counts["skipped"] else ""),
+              f"{counts[ScanState.SKIPPED]:,} already done"
+              if counts[ScanState.SKIPPED] else ""),
         _card("Succeeded", f"{ok:,}", f"{ok / total:.0%} of the run" if total else "",
               cls="good"),
-        _card("Failed", f"{counts['failed']:,}",
-              f"{counts['cancelled']:,} cancelled" if counts["cancelled"] else "",
-              cls="bad" if counts["failed"] else ""),
+        _card("Failed", f"{counts[ScanState.FAILED]:,}",
+              f"{counts[ScanState.CANCELLED]:,} cancelled"
+              if counts[ScanState.CANCELLED] else "",
+              cls="bad" if counts[ScanState.FAILED] else ""),
         _card("Wall time", duration(span) or "–",
-              f"{counts['succeeded'] / (span / 60):.1f} scans/min"
-              if span and counts["succeeded"] else ""),
+              f"{counts[ScanState.SUCCEEDED] / (span / 60):.1f} scans/min"
+              if span and counts[ScanState.SUCCEEDED] else ""),
         _card("Median scan", duration(statistics.median(durations)) if durations else "–",
               f"slowest {duration(max(durations))}" if durations else ""),
     ]
@@ -219,7 +221,8 @@ def _cards(data: ReportData) -> str:
 def _state_bar(data: ReportData) -> str:
     counts = _counts(data)
     total = max(1, len(data.scans))
-    order = ("succeeded", "skipped", "failed", "cancelled", "running", "submitted", "planned")
+    order = (ScanState.SUCCEEDED, ScanState.SKIPPED, ScanState.FAILED, ScanState.CANCELLED,
+             ScanState.RUNNING, ScanState.SUBMITTED, ScanState.PLANNED)
     bar = "".join(
         f'<span class="bg-{s}" style="width:{counts[s] / total * 100:.3f}%" '
         f'title="{s} {counts[s]:,}"></span>' for s in order if counts.get(s))
@@ -740,7 +743,7 @@ def _static_row(row: list[Any], columns: list[dict[str, str]]) -> str:
 
 def _failures_section(data: ReportData) -> str:
     e = html.escape
-    failed = [r for r in data.scans if r.state == "failed"]
+    failed = [r for r in data.scans if r.state == ScanState.FAILED]
     if not failed:
         return ('<section><h2>Failures</h2><p class="empty">No failed scans.</p>'
                 "</section>")
@@ -781,9 +784,9 @@ def _footer(data: ReportData) -> str:
         ("dataset", info.dataset),
         ("output", info.output),
         ("run directory", str(data.run.path)),
-        ("pipeline", f"{info.pipeline.get('name', '')} · {info.pipeline.get('image', '')} · "
+        ("pipeline", f"{info.pipeline.name} · {info.pipeline.image} · "
                      f"{res.vcpus:g} vCPU, {res.memory_mib:,} MiB, "
-                     f"{info.pipeline.get('attempts', '')} attempts"),
+                     f"{info.pipeline.attempts} attempts"),
         ("executor", data.executor.describe() if data.executor else "–"),
         ("bidsbatch", info.bidsbatch_version),
     ]

@@ -17,9 +17,8 @@ from typing import Any
 from .errors import UsageError
 from .executors import Executor, restore_executor
 from .ledger import GroupRecord, Ledger, ScanRecord
-from .locations import open_location
 from .markers import done_scans
-from .plan import Plan
+from .planning import Plan
 from .runs import RunDir
 from .specs import Spec
 from .states import ACTIVE, GroupState, ScanState
@@ -54,7 +53,7 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
                     hint=f"watch it with: bidsbatch status {run.path.name} --watch",
                 )
             active = {r.scan_id for r in ledger.scans(states=ACTIVE)}
-        output = open_location(plan.info.output)
+        output = plan.info.open_output()
         done = set() if force else done_scans(output, plan.specs)
         todo: list[Spec] = []
         result = Started(run=run)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RunNotFoundError
-from .locations import atomic_write
 from .specs import RunInfo, Spec
+from .storage import atomic_write
 
 
 def bidsbatch_home() -> Path:

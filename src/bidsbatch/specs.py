@@ -16,7 +16,8 @@ from typing import Any
 
 from .containers.settings import ContainerSpec
 from .errors import UsageError
-from .locations import ObjectInfo, S3Options
+from .pipelines import Pipeline, Resources
+from .storage import Location, ObjectInfo, S3Options, open_location
 
 SPEC_VERSION = 1
 
@@ -44,17 +45,33 @@ class InputFile:
         return cls(obj.key, obj.size, obj.etag)
 
 
-@dataclass(frozen=True)
-class ResourceSpec:
-    vcpus: float
-    memory_mib: int
-    gpus: int
-    disk_gib: int
-    timeout_minutes: int
+class _Places:
+    """Where a spec's or a run's data is: the one place its locations are opened.
+
+    The dataset is read with its own S3 options (``--requester-pays``,
+    ``--no-sign-request``); the output is always written signed, with the
+    caller's or the job's own credentials.
+    """
+
+    dataset: str
+    output: str
+    requester_pays: bool
+    no_sign_request: bool
+
+    @property
+    def s3_options(self) -> S3Options:
+        """How to read the dataset (never how to write the output)."""
+        return S3Options(requester_pays=self.requester_pays, no_sign_request=self.no_sign_request)
+
+    def open_dataset(self) -> Location:
+        return open_location(self.dataset, s3=self.s3_options)
+
+    def open_output(self) -> Location:
+        return open_location(self.output)
 
 
 @dataclass(frozen=True)
-class Spec:
+class Spec(_Places):
     """What one job needs to process one scan. Never credentials."""
 
     run_id: str
@@ -67,7 +84,7 @@ class Spec:
     image: str
     argv: list[str]
     inputs: list[InputFile]
-    resources: ResourceSpec
+    resources: Resources
     attempts: int
     config_hash: str
     env: dict[str, str] = field(default_factory=dict)
@@ -78,10 +95,6 @@ class Spec:
     #: None: as a plain process (specs planned before containers existed).
     container: ContainerSpec | None = None
     spec_version: int = SPEC_VERSION
-
-    @property
-    def s3_options(self) -> S3Options:
-        return S3Options(requester_pays=self.requester_pays, no_sign_request=self.no_sign_request)
 
     @property
     def input_bytes(self) -> int:
@@ -105,7 +118,7 @@ class Spec:
             known = {f.name for f in fields(cls)}
             values = {k: v for k, v in data.items() if k in known}
             values["inputs"] = [InputFile(**f) for f in data["inputs"]]
-            values["resources"] = ResourceSpec(**data["resources"])
+            values["resources"] = Resources.from_record(data["resources"])
             if data.get("container") is not None:
                 values["container"] = ContainerSpec.from_dict(data["container"])
             return cls(**values)
@@ -126,14 +139,14 @@ class Spec:
 
 
 @dataclass(frozen=True)
-class RunInfo:
+class RunInfo(_Places):
     """``run.json``: what a run is (dataset, output, pipeline, selection, scans)."""
 
     run_id: str
     dataset: str
     dataset_name: str
     output: str
-    pipeline: dict[str, Any]
+    pipeline: Pipeline
     pipeline_source: str
     selection: dict[str, Any]
     scans: list[str]
@@ -144,12 +157,14 @@ class RunInfo:
     #: How the apps of the run are run (a ContainerSpec's fields); the group step's too.
     container: dict[str, Any] | None = None
 
-    @property
-    def s3_options(self) -> S3Options:
-        return S3Options(requester_pays=self.requester_pays, no_sign_request=self.no_sign_request)
+    def __post_init__(self) -> None:
+        if not isinstance(self.pipeline, Pipeline):  # read from run.json (or given as one)
+            object.__setattr__(self, "pipeline", Pipeline.from_record(self.pipeline))
 
     def to_json(self) -> str:
-        return canonical_json(asdict(self))
+        data = asdict(self)
+        data["pipeline"] = self.pipeline.to_dict()
+        return canonical_json(data)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "run.json") -> RunInfo:
@@ -157,7 +172,7 @@ class RunInfo:
             data = json.loads(text)
             known = {f.name for f in fields(cls)}
             return cls(**{k: v for k, v in data.items() if k in known})
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
             raise UsageError(f"{source}: not a valid run record ({exc})") from None
 
 

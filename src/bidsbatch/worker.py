@@ -8,7 +8,7 @@ AWS Batch array child and in a Slurm array task:
    hash is already done (exit 0, nothing downloaded);
 2. **stage in**: the scan's files (its own, the inherited sidecars, the
    top-level files) into ``SCRATCH/bids``, a BIDS dataset of one scan, after a
-   free-disk check, in parallel and verified (:mod:`bidsbatch.transfer`);
+   free-disk check, in parallel and verified (:mod:`bidsbatch.storage.transfer`);
 3. **run** the app with the spec's argv (runtime placeholders filled, never a
    shell), its output merged and logged line by line with timestamps, under
    the spec's timeout;
@@ -19,7 +19,7 @@ AWS Batch array child and in a Slurm array task:
    ``.bidsbatch/failed/<scan>.json`` and ``.log`` instead.
 
 The contract with the app (paths, environment, exit codes) is written down in
-docs/worker-contract.md.
+the README, section "The worker and its contract with the app".
 """
 
 from __future__ import annotations
@@ -56,10 +56,9 @@ from .errors import (
     TransientStorageError,
     UsageError,
 )
-from .locations import Location, open_location, safe_key
 from .markers import (
+    STATE_PREFIX,
     Marker,
-    OutputFile,
     failed_key,
     failed_log_key,
     is_done,
@@ -70,8 +69,8 @@ from .markers import (
 )
 from .pipelines import CREDENTIAL_VARIABLES, check_no_credentials, fill_runtime
 from .specs import Manifest, Spec, canonical_json
-from .timestamps import Clock, iso, utcnow
-from .transfer import (
+from .storage import Location, OutputFile, open_location, safe_key
+from .storage.transfer import (
     DEFAULT_WORKERS,
     MiB,
     RetryPolicy,
@@ -80,6 +79,7 @@ from .transfer import (
     download_many,
     upload_tree,
 )
+from .timestamps import Clock, iso, utcnow
 
 #: Free disk wanted beyond the inputs before stage-in: 10 % of them plus 100 MiB.
 DISK_MARGIN_RATIO = 0.10
@@ -519,7 +519,8 @@ def stage_out(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[OutputFile]:
     """Upload ``scratch.out`` to the output location, minus excludes; return the manifest."""
-    collected = collect_files(scratch.out, excludes=spec.output_excludes)
+    collected = collect_files(scratch.out, excludes=spec.output_excludes,
+                              reserved=(STATE_PREFIX,))
     total = sum(f.size for f in collected.files)
     log.info(f"stage-out: {len(collected.files)} files, {total / MiB:.1f} MiB to {output.uri}"
              + (f" ({collected.excluded} excluded)" if collected.excluded else ""))
@@ -612,9 +613,9 @@ def run_worker(
         )
         # --requester-pays and --no-sign-request describe the dataset: outputs are
         # always written signed, with the job's own credentials.
-        out_loc = output or open_location(spec.output)
+        out_loc = output or spec.open_output()
         check_spec(spec)
-        ds_loc = dataset or open_location(spec.dataset, s3=spec.s3_options)
+        ds_loc = dataset or spec.open_dataset()
 
         previous = read_marker(out_loc, spec.scan_id)
         if is_done(spec, previous) and not options.force:

@@ -30,7 +30,6 @@ This module holds setup. The rest lives beside it: the desired state in
 :mod:`~bidsbatch.aws.spec`, clients and errors in :mod:`~bidsbatch.aws.clients`,
 the reports in :mod:`~bidsbatch.aws.results`, shared lookups in
 :mod:`~bidsbatch.aws.lookups`, status and teardown in :mod:`~bidsbatch.aws.teardown`.
-Their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..config import EnvironmentSettings, save_environment
-from ..errors import BidsbatchError, UsageError
+from ..errors import BidsbatchError, UsageError, aws_error_code
 from ..markers import STATE_PREFIX
 from . import policies
 from .clients import (
@@ -51,9 +50,7 @@ from .clients import (
     Waiter,
     aws_errors,
     caller_identity,
-    error_code,
     error_message,
-    translate_aws_error,
 )
 from .lookups import (
     _describe_ce,
@@ -68,74 +65,19 @@ from .lookups import (
     _tag_list,
 )
 from .network import resolve_network
-from .results import Change, EnvironmentStatus, OnChange, Resource, SetupResult, TeardownResult
+from .results import Change, OnChange, SetupResult
 from .spec import (
-    DEFAULT_BID_PERCENTAGE,
-    DEFAULT_INSTANCE_TYPES,
-    DEFAULT_LOG_RETENTION_DAYS,
-    DEFAULT_MAX_VCPUS,
-    DEFAULT_PIPELINE,
     IAM_PATH,
     JOB_POLICY_NAME,
-    LOG_GROUP_PREFIX,
-    LOG_RETENTION_DAYS,
-    NAME_PATTERN,
     ROOT_DEVICE,
     SERVICE_LINKED_ROLE,
-    SERVICE_LINKED_ROLE_PATH,
     TAG_KEY,
     EnvironmentSpec,
     Market,
-    ResourceNames,
-    default_instance_types,
 )
 from .teardown import (
     _delete_compute_environment,
-    environment_status,
-    find_resources,
-    teardown_environment,
 )
-
-# The public names of the modules this one was split into, re-exported so that
-# ``from bidsbatch.aws.environment import ...`` keeps working.
-__all__ = [
-    "DEFAULT_BID_PERCENTAGE",
-    "DEFAULT_INSTANCE_TYPES",
-    "DEFAULT_LOG_RETENTION_DAYS",
-    "DEFAULT_MAX_VCPUS",
-    "DEFAULT_PIPELINE",
-    "IAM_PATH",
-    "JOB_POLICY_NAME",
-    "LOG_GROUP_PREFIX",
-    "LOG_RETENTION_DAYS",
-    "NAME_PATTERN",
-    "ROOT_DEVICE",
-    "SERVICE_LINKED_ROLE",
-    "SERVICE_LINKED_ROLE_PATH",
-    "TAG_KEY",
-    "AwsClients",
-    "Change",
-    "EnvironmentSpec",
-    "EnvironmentStatus",
-    "Identity",
-    "Market",
-    "OnChange",
-    "Resource",
-    "ResourceNames",
-    "SetupResult",
-    "TeardownResult",
-    "Waiter",
-    "aws_errors",
-    "caller_identity",
-    "default_instance_types",
-    "environment_status",
-    "error_code",
-    "error_message",
-    "find_resources",
-    "setup_environment",
-    "teardown_environment",
-    "translate_aws_error",
-]
 
 #: Batch can change these in place only with these allocation strategies (and the SLR).
 _UPDATABLE_STRATEGIES = {"BEST_FIT_PROGRESSIVE", "SPOT_CAPACITY_OPTIMIZED",
@@ -311,7 +253,7 @@ class _Setup:
                 role = iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"]
             except Exception as exc:
                 # Someone made it between our look and our call: use theirs.
-                if error_code(exc) != "InvalidInput":
+                if aws_error_code(exc) != "InvalidInput":
                     raise
                 role = _find_service_linked_role(iam)
                 if role is None:

@@ -86,7 +86,7 @@ class S3Prefix:
 
     @property
     def listing_prefix(self) -> str:
-        """The prefix a listing of this location sends (what locations.py sends)."""
+        """The prefix a listing of this location sends (what storage/s3.py sends)."""
         return f"{self.prefix}/" if self.prefix else ""
 
 

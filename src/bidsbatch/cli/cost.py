@@ -280,14 +280,14 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
     if as_json:
         out = {"run_id": info.run_id, "run_dir": str(run.path),
                "executor": executor.name if executor else None,
-               "pipeline": info.pipeline.get("name"), "counts": counts,
+               "pipeline": info.pipeline.name, "counts": counts,
                "prices": table.describe_sources() if cost.priced else None,
                **cost.to_dict()}
         print_json(json.dumps(out, indent=2))
         return
     states = {r.scan_id: r.state for r in records}
     err_console.print(_cost_table(cost, states, title=f"cost of run {info.run_id} "
-                                  f"({info.pipeline.get('name', '')} on "
+                                  f"({info.pipeline.name} on "
                                   f"{executor.describe() if executor else 'nothing yet'})"))
     for line in cost_lines(cost):
         err_console.print(line)

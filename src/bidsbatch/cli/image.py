@@ -9,7 +9,7 @@ import typer
 
 from ..console import err_console
 from .container_options import ContainerOpt, ImageCacheOpt
-from .plan import PipelineOpt
+from .options import PipelineOpt
 
 image_app = typer.Typer(
     name="image", no_args_is_help=True,

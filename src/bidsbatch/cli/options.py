@@ -24,7 +24,7 @@ from ..errors import UsageError
 from ..executors import engines, visible_names
 from ..executors.registry import DEFAULT_EXECUTOR
 from ..executors.settings import SettingField
-from ..locations import S3Options
+from ..storage import S3Options
 from .params import extend, parameter
 
 RunArg = Annotated[

@@ -10,7 +10,7 @@ import typer
 
 from ..console import err_console, print_json
 from ..containers.choose import ContainerChoice
-from ..plan import Plan
+from ..planning import Plan
 from ..runs import RunDir
 from .container_options import container_options
 from .options import JsonOpt, PipelineOpt, Planning, RunDirOpt, planning_options
@@ -120,7 +120,7 @@ def plan_from_options(
     from ..bids import crawl
     from ..containers.choose import container_spec
     from ..pipelines import load_pipeline
-    from ..plan import make_plan
+    from ..planning import make_plan
 
     s3 = planning.s3
     pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing

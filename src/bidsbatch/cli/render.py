@@ -9,13 +9,13 @@ from rich.markup import escape
 
 from ..console import err_console
 from ..ledger import GroupRecord, ScanRecord
-from ..plan import Plan
+from ..planning import Plan
 from ..runs import RunDir
 from ..states import ScanState
 
 if TYPE_CHECKING:
     from ..bids import Dataset
-    from ..locations import S3Options
+    from ..storage import S3Options
 
 
 def crawl_with_progress(dataset: str, *, s3: S3Options,
@@ -84,7 +84,7 @@ def status_dict(run: RunDir, records: list[ScanRecord], counts: dict[ScanState, 
         "run_dir": str(run.path),
         "dataset": info.dataset,
         "output": info.output,
-        "pipeline": info.pipeline["name"],
+        "pipeline": info.pipeline.name,
         "counts": counts,
         "group_state": group.state if group else None,
         "scans": [r.__dict__ for r in records],

@@ -179,7 +179,7 @@ def status_command(
         cost_column, cost_values, cost_lines = status_cost(
             run, ledger, runner.submitted_executor(run, ledger))
     err_console.print(status_table(records, title=f"run {info.run_id} · {info.dataset_name} · "
-                                   f"{info.pipeline['name']}",
+                                   f"{info.pipeline.name}",
                                    extra=(cost_column, cost_values)))
     err_console.print(counts_line(counts))
     if group.state:

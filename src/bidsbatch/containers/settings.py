@@ -54,6 +54,15 @@ class PipelineContainer:
     fs_license: bool = False
     assets: tuple[Asset, ...] = ()
 
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> PipelineContainer:
+        """The inverse of :meth:`to_dict` (``run.json``)."""
+        return cls(runtime=data.get("runtime"),
+                   entrypoint=Entrypoint(data.get("entrypoint", Entrypoint.REPLACE.value)),
+                   network=bool(data.get("network", False)), env=tuple(data.get("env") or ()),
+                   fs_license=bool(data.get("fs_license", False)),
+                   assets=tuple(Asset(**a) for a in data.get("assets") or ()))
+
     def to_dict(self) -> dict[str, Any]:
         return {"runtime": self.runtime, "entrypoint": self.entrypoint.value,
                 "network": self.network, "env": list(self.env), "fs_license": self.fs_license,

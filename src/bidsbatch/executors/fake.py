@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 from ..errors import BidsbatchError
 from ..ledger import Ledger
-from ..locations import atomic_write, open_location
 from ..markers import done_scans
 from ..runs import RunDir
 from ..specs import Spec
 from ..states import ACTIVE, GroupState, ScanState
+from ..storage import atomic_write
 from .base import Executor, with_own_bin_on_path
 from .registry import Engine
 from .settings import ExecutorSettings, option
@@ -154,7 +154,7 @@ class FakeExecutor(Executor):
         orphans = [r.scan_id for r in ledger.scans(states=ACTIVE) if r.job_id not in known]
         if not orphans:
             return
-        done = done_scans(open_location(run.info().output), [run.spec(s) for s in orphans])
+        done = done_scans(run.info().open_output(), [run.spec(s) for s in orphans])
         with ledger.transaction():
             for scan_id in orphans:
                 if scan_id in done:

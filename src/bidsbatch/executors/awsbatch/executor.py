@@ -30,12 +30,12 @@ from urllib.parse import quote
 
 from ...errors import BidsbatchError, UsageError
 from ...ledger import AttemptRecord, Ledger, ScanRecord
-from ...locations import Location, open_location
 from ...markers import done_scans, failed_log_key, worker_log_key
 from ...pipelines import check_no_credentials
 from ...runs import RunDir
 from ...specs import RunInfo, Spec
 from ...states import ACTIVE, GROUP_ACTIVE, GroupState, ScanState
+from ...storage import Location
 from ..base import Executor
 from ..settings import ExecutorSettings
 from .api import BatchApi
@@ -105,7 +105,7 @@ class AwsBatchExecutor(Executor):
             jobs = sub.known_jobs()
             todo = sub.uncovered(specs, jobs, force=force)
             new_ids = sub.submit_scans(todo, jobs, force=force)
-            if info.pipeline.get("group") and ledger.group().state == GroupState.SUBMITTED:
+            if info.pipeline.group and ledger.group().state == GroupState.SUBMITTED:
                 sub.submit_group(jobs, new_ids=new_ids)
         except BaseException:
             # What got no job is planned again; what did is in the ledger already.
@@ -124,7 +124,7 @@ class AwsBatchExecutor(Executor):
     def poll(self, run: RunDir, ledger: Ledger) -> None:
         def done(scan_ids: list[str]) -> set[str]:
             info = run.info()
-            output = open_location(info.output)
+            output = info.open_output()
             return done_scans(output, [run.spec(s) for s in scan_ids])
 
         poll(self.api, ledger, done_scans=done)
@@ -215,12 +215,12 @@ def check_run(info: RunInfo, specs: list[Spec], settings: BatchSettings) -> Loca
                 f"AWS Batch jobs cannot reach the local {what} {uri}",
                 hint=f"give an s3:// {what} with --executor aws-batch, or use --executor local",
             )
-    check_no_credentials(info.pipeline.get("env") or {}, where=f"pipeline {info.pipeline['name']}")
+    check_no_credentials(info.pipeline.env, where=f"pipeline {info.pipeline.name}")
     for spec in specs:
         check_no_credentials(spec.env, where=f"the spec of {spec.scan_id}")
     check_no_credentials(settings.job_env, where="the job environment")
     # The run's own files are written with the caller's identity: never unsigned.
-    return open_location(info.output)
+    return info.open_output()
 
 
 def _live_group(ledger: Ledger, state: PollState) -> bool:
@@ -247,7 +247,7 @@ def _worker_log(info: RunInfo, scan_id: str) -> list[str] | None:
     """The worker's own log of the scan's last attempt, from the output location, if any."""
     if scan_id == "group":
         return None
-    output = open_location(info.output)
+    output = info.open_output()
     for key in (worker_log_key(scan_id), failed_log_key(scan_id)):
         if output.exists(key):
             return [f"==> the worker's log {output.describe(key)}",

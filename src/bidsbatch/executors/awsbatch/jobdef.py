@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 from ...errors import EX_TEMPFAIL, UsageError
+from ...pipelines import Pipeline, Resources
 from ...specs import sha256_of
 from .api import BatchApi
 from .settings import BatchSettings
@@ -53,11 +54,11 @@ def retry_strategy(attempts: int) -> dict[str, Any]:
     }
 
 
-def resource_requirements(resources: dict[str, Any], *, platform: str) -> list[dict[str, str]]:
+def resource_requirements(resources: Resources, *, platform: str) -> list[dict[str, str]]:
     """vCPUs, memory and GPUs as ``resourceRequirements`` (strings, as Batch wants them)."""
-    vcpus = float(resources["vcpus"])
-    memory = int(resources["memory_mib"])
-    gpus = int(resources.get("gpus") or 0)
+    vcpus = float(resources.vcpus)
+    memory = int(resources.memory_mib)
+    gpus = int(resources.gpus)
     if platform == "fargate":
         allowed = FARGATE_MEMORY.get(vcpus)
         if allowed is None:
@@ -84,10 +85,10 @@ def resource_requirements(resources: dict[str, Any], *, platform: str) -> list[d
     return out
 
 
-def job_definition(pipeline: dict[str, Any], settings: BatchSettings) -> dict[str, Any]:
-    """The RegisterJobDefinition request for ``pipeline`` (run.json's form), minus name and tags."""
-    resources = pipeline["resources"]
-    image = settings.image or pipeline["image"]
+def job_definition(pipeline: Pipeline, settings: BatchSettings) -> dict[str, Any]:
+    """The RegisterJobDefinition request for ``pipeline``, minus name and tags."""
+    resources = pipeline.resources
+    image = settings.image or pipeline.image
     container: dict[str, Any] = {
         "image": image,
         # Every job overrides the command; this default only says what the image is for.
@@ -107,16 +108,16 @@ def job_definition(pipeline: dict[str, Any], settings: BatchSettings) -> dict[st
         container["fargatePlatformConfiguration"] = {"platformVersion": "LATEST"}
         # Without a public IP (or a NAT) a Fargate task cannot pull its image.
         container["networkConfiguration"] = {"assignPublicIp": "ENABLED"}
-        disk = int(resources.get("disk_gib") or 20)
+        disk = int(resources.disk_gib)
         container["ephemeralStorage"] = {"sizeInGiB": min(200, max(21, disk))}
     else:
         container["privileged"] = False
     return {
         "type": "container",
         "containerProperties": container,
-        "retryStrategy": retry_strategy(int(pipeline.get("attempts") or 3)),
+        "retryStrategy": retry_strategy(int(pipeline.attempts)),
         "timeout": {"attemptDurationSeconds":
-                    int(resources["timeout_minutes"]) * 60 + STAGING_ALLOWANCE_SECONDS},
+                    int(resources.timeout_minutes) * 60 + STAGING_ALLOWANCE_SECONDS},
         "platformCapabilities": ["FARGATE" if settings.platform == "fargate" else "EC2"],
         "propagateTags": True,
     }
@@ -127,19 +128,19 @@ def definition_name(pipeline_name: str, content_hash: str) -> str:
     return f"bidsbatch-{safe}-{content_hash[:16]}"
 
 
-def ensure_job_definition(api: BatchApi, pipeline: dict[str, Any],
+def ensure_job_definition(api: BatchApi, pipeline: Pipeline,
                           settings: BatchSettings) -> str:
     """The ARN of an active definition with exactly this content; registered if none."""
     request = job_definition(pipeline, settings)
     digest = sha256_of(request)
-    name = definition_name(pipeline["name"], digest)
+    name = definition_name(pipeline.name, digest)
     found = list(api.pages(api.batch, "describe_job_definitions", "jobDefinitions",
                            f"looking up job definition {name}",
                            jobDefinitionName=name, status="ACTIVE"))
     for jd in sorted(found, key=lambda d: -int(d.get("revision", 0))):
         if jd.get("status", "ACTIVE") == "ACTIVE" and jd.get("tags", {}).get(HASH_TAG) == digest:
             return str(jd["jobDefinitionArn"])
-    tags = {HASH_TAG: digest, PIPELINE_TAG: pipeline["name"][:256], MANAGED_TAG: "bidsbatch"}
+    tags = {HASH_TAG: digest, PIPELINE_TAG: pipeline.name[:256], MANAGED_TAG: "bidsbatch"}
     resp = api.call(api.batch, "register_job_definition",
                     f"registering job definition {name}", jobDefinitionName=name,
                     tags=tags, **request)

@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from ...errors import BidsbatchError
-from ...locations import Location
 from ...markers import STATE_PREFIX
 from ...runs import RunDir
 from ...specs import Manifest, Spec
+from ...storage import Location
 
 _MANIFEST = re.compile(r"manifest-(\d+)\.json$")
 

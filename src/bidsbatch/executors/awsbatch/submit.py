@@ -225,7 +225,7 @@ class Submitter:
 
     def submit_group(self, jobs: list[JobRecord], *, new_ids: list[str]) -> None:
         """The group step's job, depending on every live job of the run."""
-        group = self.info.pipeline.get("group") or {}
+        group = self.info.pipeline.group
         current = self.ledger.group().job_id
         if current and not new_ids:
             desc = self.api.describe_jobs([current]).get(current)
@@ -243,9 +243,9 @@ class Submitter:
         depends = self._dependencies(self._live_scan_jobs(jobs, new_ids), jobs)
         n = self.next_submission(jobs)
         overrides: dict[str, Any] = {}
-        if group.get("resources"):
+        if group is not None and group.resources is not None:
             overrides["resourceRequirements"] = resource_requirements(
-                group["resources"], platform=self.settings.platform)
+                group.resources, platform=self.settings.platform)
         request = self._request(kind="group", n=n, overrides=overrides,
                                 command=["bidsbatch", "group-step", "--run",
                                          self.files.run_json_uri],

@@ -9,11 +9,11 @@ from . import __version__
 from .bids import Dataset, Scan, crawl
 from .containers.settings import ContainerSpec
 from .errors import UsageError
-from .locations import S3Options, atomic_write, open_location
 from .pipelines import Pipeline, check_no_credentials, load_pipeline
 from .runs import RunDir, mark_latest, runs_root
 from .selection import Selection
-from .specs import InputFile, ResourceSpec, RunInfo, Spec, sha256_of
+from .specs import InputFile, RunInfo, Spec, sha256_of
+from .storage import S3Options, atomic_write, open_location
 
 
 @dataclass
@@ -111,7 +111,7 @@ def make_plan(
         dataset=ds_uri,
         dataset_name=dataset.name,
         output=out_uri,
-        pipeline=pipeline.to_dict(),
+        pipeline=pipeline,
         pipeline_source=pipeline.source,
         selection=selection.to_dict(),
         scans=[s.scan_id for s in specs],
@@ -146,7 +146,7 @@ def _spec(scan: Scan, dataset: Dataset, output: str, pipeline: Pipeline,
         image=pipeline.image,
         argv=argv,
         inputs=inputs,
-        resources=ResourceSpec(r.vcpus, r.memory_mib, r.gpus, r.disk_gib, r.timeout_minutes),
+        resources=r,
         attempts=pipeline.attempts,
         config_hash=config_hash,
         env=dict(sorted(pipeline.env.items())),

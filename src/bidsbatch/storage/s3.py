@@ -1,321 +1,42 @@
-"""Locations: where data lives. A local folder, ``file://…`` or ``s3://bucket/prefix``.
+"""An ``s3://bucket/prefix`` as a :class:`Location`, with S3's fast bulk operations.
 
-One small interface (``Location``) with two implementations. Keys are always
-relative to the location's root and ``/``-separated; every key that comes in
-from outside (a listing, a spec) passes :func:`safe_key` before it touches a
-local path, so nothing is ever written outside the folder the user named.
-
-S3 uses the standard AWS configuration only: profiles, ``AWS_REGION``,
+The standard AWS configuration only: profiles, ``AWS_REGION``,
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` (read by botocore itself).
+Requester Pays and unsigned reads are options of the location
+(:class:`S3Options`). Listing many subjects is a few key-range listings;
+transfers go through one s3transfer ``TransferManager`` per round; botocore's
+errors become one clear line each (:meth:`S3Location.translate_error`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
-import tempfile
+import queue
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from .errors import (
+from ..errors import (
     BidsbatchError,
-    HostileKeyError,
     StorageError,
     TransientStorageError,
     UsageError,
     aws_error_code,
 )
-
-
-@dataclass(frozen=True, order=True)
-class ObjectInfo:
-    """One stored object: its key relative to the location, size, and checksum if known."""
-
-    key: str
-    size: int
-    etag: str | None = None
-
-
-@dataclass
-class Listing:
-    """One level of a listing: objects directly under a prefix and the sub-prefixes."""
-
-    objects: list[ObjectInfo] = field(default_factory=list)
-    prefixes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class S3Options:
-    """How to reach S3: the options a user may set on the command line."""
-
-    requester_pays: bool = False
-    no_sign_request: bool = False
-
-
-def safe_key(key: str) -> str:
-    """Return ``key`` if it is a safe relative key, else raise :class:`HostileKeyError`.
-
-    Refused: empty keys, absolute paths, ``..`` or ``.`` segments, empty segments,
-    backslashes, drive letters and control characters. Such keys would escape the
-    folder they are downloaded into, or mean different files on different systems.
-    """
-    reason = hostile_reason(key)
-    if reason:
-        raise HostileKeyError(
-            f"refusing unsafe key {key!r}: {reason}",
-            hint="a key must be a plain relative path; remove or rename that object",
-        )
-    return key
-
-
-# Unicode general category Cc ("control"), which the Unicode stability policy
-# freezes: exactly U+0000-U+001F and U+007F-U+009F. One regex search instead of
-# a unicodedata.category() call per character (the crawl checks every key).
-_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def hostile_reason(key: str) -> str | None:
-    """Why ``key`` is unsafe to use as a relative local path, or None when it is safe."""
-    if not key:
-        return "empty key"
-    if _CONTROL_CHARS.search(key):
-        return "control character"
-    if "\\" in key:
-        return "backslash"
-    if key.startswith("/"):
-        return "absolute path"
-    if len(key) > 1 and key[1] == ":":
-        return "drive letter"
-    parts = key.split("/")
-    if any(p in ("..", ".") for p in parts):
-        return "'.' or '..' segment"
-    if any(p == "" for p in parts[:-1]) or parts[-1] == "":
-        return "empty path segment"
-    return None
-
-
-class Location(ABC):
-    """A place data lives. Implementations: :class:`LocalLocation`, :class:`S3Location`."""
-
-    @property
-    @abstractmethod
-    def uri(self) -> str:
-        """The canonical URI of this location (``/abs/path`` or ``s3://bucket/prefix``)."""
-
-    @property
-    def is_remote(self) -> bool:
-        return False
-
-    @abstractmethod
-    def child(self, relpath: str) -> Location:
-        """The location ``relpath`` below this one."""
-
-    @abstractmethod
-    def list(self, prefix: str = "", *, delimiter: str | None = "/") -> Listing:
-        """List under ``prefix`` (relative, ``""`` or ending in ``/``), every page.
-
-        With ``delimiter="/"`` only the objects directly under the prefix are
-        returned, plus the sub-prefixes; with ``delimiter=None`` everything below.
-        """
-
-    def walk(self, prefix: str = "") -> list[ObjectInfo]:
-        """Every object below ``prefix``, sorted by key."""
-        return sorted(self.list(prefix, delimiter=None).objects)
-
-    @abstractmethod
-    def stat(self, key: str) -> ObjectInfo | None:
-        """Size and checksum of ``key``, or None when it does not exist."""
-
-    def exists(self, key: str) -> bool:
-        return self.stat(key) is not None
-
-    def size(self, key: str) -> int:
-        info = self.stat(key)
-        if info is None:
-            raise StorageError(f"{self.describe(key)} does not exist")
-        return info.size
-
-    @abstractmethod
-    def read_bytes(self, key: str) -> bytes:
-        """The content of ``key``; StorageError when it is missing."""
-
-    def read_text(self, key: str) -> str:
-        return self.read_bytes(key).decode("utf-8")
-
-    @abstractmethod
-    def write_bytes(self, key: str, data: bytes) -> None:
-        """Write ``data`` to ``key`` atomically (readers see the old or the new content)."""
-
-    def write_text(self, key: str, text: str) -> None:
-        self.write_bytes(key, text.encode("utf-8"))
-
-    @abstractmethod
-    def delete(self, key: str) -> None:
-        """Delete ``key``; no error when it is already gone."""
-
-    @abstractmethod
-    def download(
-        self, key: str, dest: Path, *, progress: Callable[[int], None] | None = None
-    ) -> ObjectInfo:
-        """Copy ``key`` to the local file ``dest`` through a temporary name; verify its size."""
-
-    @abstractmethod
-    def upload(
-        self, src: Path, key: str, *, progress: Callable[[int], None] | None = None
-    ) -> ObjectInfo:
-        """Copy the local file ``src`` to ``key``; return what was stored."""
-
-    def describe(self, key: str = "") -> str:
-        """A URI for ``key`` under this location, for messages."""
-        base = self.uri.rstrip("/")
-        return f"{base}/{key}" if key else base
-
-
-# --------------------------------------------------------------------------- local
-
-
-class LocalLocation(Location):
-    """A folder on this machine."""
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(os.path.normpath(Path(root).expanduser().absolute()))
-
-    @property
-    def uri(self) -> str:
-        return str(self.root)
-
-    def child(self, relpath: str) -> LocalLocation:
-        return LocalLocation(self.root / safe_key(relpath.strip("/")))
-
-    def _path(self, key: str) -> Path:
-        return self.root / safe_key(key)
-
-    def list(self, prefix: str = "", *, delimiter: str | None = "/") -> Listing:
-        base = self.root / prefix if prefix else self.root
-        listing = Listing()
-        if not base.is_dir():
-            return listing
-        if delimiter is None:
-            for dirpath, dirnames, filenames in os.walk(base):
-                dirnames.sort()
-                rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
-                rel = "" if rel == "." else rel + "/"
-                for name in sorted(filenames):
-                    st = os.stat(os.path.join(dirpath, name))
-                    listing.objects.append(ObjectInfo(rel + name, st.st_size))
-            return listing
-        with os.scandir(base) as it:
-            for entry in sorted(it, key=lambda e: e.name):
-                if entry.is_dir():
-                    listing.prefixes.append(f"{prefix}{entry.name}/")
-                elif entry.is_file():
-                    listing.objects.append(ObjectInfo(prefix + entry.name, entry.stat().st_size))
-        return listing
-
-    def stat(self, key: str) -> ObjectInfo | None:
-        try:
-            st = self._path(key).stat()
-        except FileNotFoundError:
-            return None
-        except NotADirectoryError:
-            return None
-        return ObjectInfo(key, st.st_size) if not os.path.isdir(self._path(key)) else None
-
-    def read_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise StorageError(f"{self.describe(key)} does not exist") from None
-        except OSError as exc:
-            raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        try:
-            atomic_write(self._path(key), data)
-        except OSError as exc:
-            raise StorageError(f"cannot write {self.describe(key)}: {exc.strerror}") from None
-
-    def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
-
-    def download(
-        self, key: str, dest: Path, *, progress: Callable[[int], None] | None = None
-    ) -> ObjectInfo:
-        src = self._path(key)
-        tmp: Path | None = None
-        try:
-            tmp = _unique_part(dest)
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        except FileNotFoundError:
-            _discard(tmp)
-            raise StorageError(f"{self.describe(key)} does not exist") from None
-        except OSError as exc:
-            _discard(tmp)
-            raise StorageError(f"cannot copy {self.describe(key)}: {exc.strerror}") from None
-        size = dest.stat().st_size
-        if progress:
-            progress(size)
-        return ObjectInfo(key, size)
-
-    def upload(
-        self, src: Path, key: str, *, progress: Callable[[int], None] | None = None
-    ) -> ObjectInfo:
-        dest = self._path(key)
-        tmp: Path | None = None
-        try:
-            # A name of its own: several workers may write the same key at once
-            # (every scan of a BIDS App writes dataset_description.json).
-            tmp = _unique_part(dest)
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        except OSError as exc:
-            _discard(tmp)
-            raise StorageError(f"cannot write {self.describe(key)}: {exc.strerror}") from None
-        size = dest.stat().st_size
-        if progress:
-            progress(size)
-        return ObjectInfo(key, size)
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``path`` through a temporary file of its own and a rename.
-
-    Readers see the old or the new content, never half a file, and several
-    writers of the same path at once do not trip over each other's temporary
-    file. Raises OSError.
-    """
-    tmp = _unique_part(path)
-    try:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        _discard(tmp)
-        raise
-
-
-def _unique_part(dest: Path) -> Path:
-    """A new, empty temporary file next to ``dest`` (same folder: the rename is atomic)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    return Path(name)
-
-
-def _discard(tmp: Path | None) -> None:
-    if tmp is not None:
-        tmp.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------- S3
+from .base import (
+    DownloadJob,
+    Listing,
+    LocalFile,
+    Location,
+    ObjectInfo,
+    Progress,
+    S3Options,
+    safe_key,
+)
+from .transfer import ChecksumMismatchError, transfer_config
 
 _TRANSIENT_CODES = {
     "SlowDown",
@@ -506,8 +227,6 @@ class S3Location(Location):
     def download(
         self, key: str, dest: Path, *, progress: Callable[[int], None] | None = None
     ) -> ObjectInfo:
-        from .transfer import transfer_config
-
         tmp = dest.with_name(f".{dest.name}.part")
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -528,8 +247,6 @@ class S3Location(Location):
     def upload(
         self, src: Path, key: str, *, progress: Callable[[int], None] | None = None
     ) -> ObjectInfo:
-        from .transfer import transfer_config
-
         # Never an ACL: buckets made since 2023 have ACLs disabled, and outputs
         # inherit the bucket's policy.
         with self._errors(key):
@@ -551,6 +268,160 @@ class S3Location(Location):
             raise
         except Exception as exc:
             raise self.translate_error(exc, key) from None
+
+    # -- bulk operations (see Location)
+
+    def list_prefixes(self, prefixes: list[str], *, max_workers: int = 16,
+                      progress: Callable[[int, int], None] | None = None,
+                      ) -> dict[str, list[ObjectInfo]]:
+        """Everything below each prefix, by prefix: a few key-range listings, not one each.
+
+        One-level prefixes (``sub-01/``), sorted in key order, are cut into at
+        most ``max_workers`` contiguous groups, and each group is one paginated
+        listing over its key range, the groups in parallel: 1,000 small subjects
+        cost about ``objects / 1000 + groups`` requests instead of one per
+        subject (bench/RESULTS.md). Deeper prefixes are listed one by one.
+        """
+        flat = [p for p in prefixes if p.endswith("/") and p.count("/") == 1]
+        if len(flat) < 2:
+            return super().list_prefixes(prefixes, max_workers=max_workers, progress=progress)
+        ordered = sorted(flat)  # S3's key order
+        n_groups = max(1, min(max_workers, len(ordered)))
+        size = max(1, -(-len(ordered) // n_groups))
+        units: list[list[str]] = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+        units += [[p] for p in prefixes if p not in set(flat)]
+        total, out = len(prefixes), {}
+        if progress:
+            progress(0, total)
+
+        def one(group: list[str]) -> dict[str, list[ObjectInfo]]:
+            if len(group) == 1:
+                return {group[0]: self.list(group[0], delimiter=None).objects}
+            return self._list_key_range(group)
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(units))),
+                                thread_name_prefix="list") as pool:
+            for listing in pool.map(one, units):
+                out.update(listing)
+                if progress:
+                    progress(len(out), total)
+        return out
+
+    def _list_key_range(self, group: list[str]) -> dict[str, list[ObjectInfo]]:
+        """The objects of ``group`` (one-level prefixes, contiguous in key order), by prefix.
+
+        The range starts just after ``FIRST`` (every key of ``FIRST/`` sorts after
+        it) and stops at ``LAST0`` (``/`` sorts before ``0``, so every key of
+        ``LAST/`` sorts before it). A key is given to the folder it starts with,
+        so each prefix gets exactly what ``Prefix=FIRST/`` would list; keys of
+        other folders inside the range are read and dropped.
+        """
+        out: dict[str, list[ObjectInfo]] = {p: [] for p in group}
+        common = _common_prefix(group)
+        for obj in self.iter_range(common, start_after=group[0].rstrip("/"),
+                                   stop=group[-1].rstrip("/") + "0"):
+            folder, slash, _rest = obj.key.partition("/")
+            if slash and folder + "/" in out:
+                out[folder + "/"].append(obj)
+        return out
+
+    def download_round(self, jobs: list[DownloadJob], *, verify: Callable[[DownloadJob], None],
+                       max_workers: int, part_size: int, progress: Progress | None,
+                       ) -> list[tuple[DownloadJob, BidsbatchError]]:
+        """One s3transfer ``TransferManager`` for the whole round; verify files as they land."""
+        done: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        failures: list[tuple[DownloadJob, BidsbatchError]] = []
+        with _transfer_manager(self, max_workers, part_size) as tm:
+            for job in jobs:
+                sub = _Subscriber(job, done, progress, size=job.size, etag=job.etag)
+                tm.download(self.bucket, self.full_key(job.key), str(job.part),
+                            extra_args=dict(self.request_extra), subscribers=[sub])
+            # Verify as files finish, while the rest are still downloading. A fatal
+            # error leaves the with-block, which cancels what is still queued.
+            for _ in jobs:
+                job, future = done.get()
+                try:
+                    future.result()
+                    verify(job)
+                except ChecksumMismatchError as exc:
+                    failures.append((job, exc))
+                except Exception as exc:
+                    job.part.unlink(missing_ok=True)
+                    err = self._translate_transfer(exc, job.key)
+                    if not isinstance(err, TransientStorageError):
+                        raise err from None
+                    failures.append((job, err))
+        return failures
+
+    def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], None],
+                     max_workers: int, part_size: int, progress: Progress | None,
+                     ) -> list[tuple[LocalFile, BidsbatchError]]:
+        """Hash on a small pool and upload each file as soon as its checksum is known."""
+        done: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        failures: list[tuple[LocalFile, BidsbatchError]] = []
+
+        def digest(job: LocalFile) -> LocalFile:
+            checksum(job)
+            return job
+
+        # Hashing overlaps the uploads instead of preceding them.
+        with ThreadPoolExecutor(max_workers=2) as hashers, \
+                _transfer_manager(self, max_workers, part_size) as tm:
+            hashed = [hashers.submit(digest, job) for job in jobs]
+            for fut in as_completed(hashed):
+                try:
+                    job = fut.result()
+                except OSError as exc:
+                    for f in hashed:
+                        f.cancel()
+                    raise StorageError(f"cannot read output file: {exc}") from None
+                sub = _Subscriber(job, done, progress, size=job.size)
+                # No ACL, ever: buckets made since 2023 have ACLs disabled.
+                tm.upload(str(job.path), self.bucket, self.full_key(job.key),
+                          extra_args=dict(self.request_extra), subscribers=[sub])
+            for _ in jobs:
+                job, future = done.get()
+                try:
+                    future.result()
+                except Exception as exc:
+                    err = self._translate_transfer(exc, job.key)
+                    if not isinstance(err, TransientStorageError):
+                        raise err from None
+                    failures.append((job, err))
+        return failures
+
+    def etag_is_not_md5(self, key: str) -> bool:
+        """Whether the object's ETag is not an MD5 of its content (SSE-KMS, SSE-C).
+
+        Asked only after a mismatch, so a normal download pays no HEAD for it.
+        """
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key),
+                                           **self.request_extra)
+        except Exception:
+            return False
+        return head.get("ServerSideEncryption") in ("aws:kms", "aws:kms:dsse") or bool(
+            head.get("SSECustomerAlgorithm")
+        )
+
+    def _translate_transfer(self, exc: Exception, key: str) -> BidsbatchError:
+        from s3transfer.exceptions import RetriesExceededError
+
+        if isinstance(exc, BidsbatchError):
+            return exc
+        if isinstance(exc, RetriesExceededError):
+            # s3transfer's own download retries (socket errors mid-body) ran out.
+            return TransientStorageError(
+                f"reading {self.describe(key)} kept failing: {exc.last_exception}"
+            )
+        if aws_error_code(exc) in ("PreconditionFailed", "412"):
+            return ChecksumMismatchError(
+                f"{self.describe(key)} changed since the run was planned (its ETag differs)",
+                hint="plan the run again if the dataset was changed on purpose",
+            )
+        return self.translate_error(exc, key)
 
     def translate_error(self, exc: Exception, key: str) -> BidsbatchError:
         """Turn a botocore error into one clear line: what, where, what to do."""
@@ -630,21 +501,42 @@ def _etag(value: str | None) -> str | None:
     return value.strip('"') if value else None
 
 
-def open_location(uri: str | Path, *, s3: S3Options = S3Options(), client: Any = None) -> Location:
-    """The :class:`Location` for a URI: ``s3://bucket/prefix``, ``file://path`` or a path."""
-    text = str(uri)
-    if text.startswith("s3://"):
-        parsed = urlparse(text)
-        return S3Location(parsed.netloc, parsed.path.lstrip("/"), options=s3, client=client)
-    if text.startswith("file://"):
-        parsed = urlparse(text)
-        if parsed.netloc not in ("", "localhost"):
-            raise UsageError(f"file URI with a host is not supported: {text}")
-        return LocalLocation(Path(parsed.path))
-    if "://" in text:
-        scheme = text.split("://", 1)[0]
-        raise UsageError(
-            f"unsupported location scheme {scheme!r} in {text}",
-            hint="use a local path, file://PATH or s3://BUCKET/PREFIX",
-        )
-    return LocalLocation(Path(text))
+class _Subscriber:
+    """s3transfer subscriber: known size (no HEAD), progress, and a done signal."""
+
+    def __init__(self, job: Any, done: queue.Queue[tuple[Any, Any]],
+                 progress: Progress | None, *, size: int | None = None,
+                 etag: str | None = None) -> None:
+        self.job, self.done, self.progress = job, done, progress
+        self.size, self.etag = size, etag
+
+    def on_queued(self, future: Any, **_: Any) -> None:
+        if self.size is not None:
+            future.meta.provide_transfer_size(self.size)
+        if self.etag:
+            # With size and ETag known s3transfer sends no HEAD, and ranged GETs
+            # carry If-Match so a file changing mid-download fails loudly.
+            future.meta.provide_object_etag(f'"{self.etag.strip(chr(34))}"')
+
+    def on_progress(self, future: Any, bytes_transferred: int, **_: Any) -> None:
+        if self.progress is not None:
+            self.progress(bytes_transferred)
+
+    def on_done(self, future: Any, **_: Any) -> None:
+        self.done.put((self.job, future))
+
+
+def _transfer_manager(location: S3Location, max_workers: int, part_size: int) -> Any:
+    from s3transfer.manager import TransferManager
+
+    config = transfer_config(max_concurrency=max_workers, part_size=part_size)
+    return TransferManager(location.client, config)
+
+
+def _common_prefix(items: list[str]) -> str:
+    """The longest string every item starts with (the first and last in order suffice)."""
+    lo, hi = min(items), max(items)
+    n = 0
+    while n < len(lo) and lo[n] == hi[n]:
+        n += 1
+    return lo[:n]

@@ -9,12 +9,13 @@ Two calls do the worker's data path:
 - :func:`upload_tree` copies a local folder to a location, minus excluded
   globs, and returns the manifest of what it stored (key, size, sha256).
 
-On S3 both go through *one* s3transfer ``TransferManager`` per call: a bounded
-pool of request threads shared by every file, so small files run many at a
-time and large ones are split into ranged GETs / multipart parts. Sizes come
-from the plan, so no HEAD is sent before a download (see bench/RESULTS.md for
-the settings and why). Other locations (local folders) use a thread pool
-over :meth:`Location.download` / :meth:`Location.upload`.
+Each round of files goes to the location's own bulk method
+(:meth:`Location.download_round` / :meth:`Location.upload_round`): on S3 one
+s3transfer ``TransferManager`` per round, a bounded pool of request threads
+shared by every file, so small files run many at a time and large ones are
+split into ranged GETs / multipart parts (``s3.py``); elsewhere a thread pool
+over :meth:`Location.download` / :meth:`Location.upload`. Sizes come from the
+plan, so no HEAD is sent before a download (see bench/RESULTS.md).
 
 A transient fault (connection refused, 5xx, throttling) that outlives
 botocore's own retries is retried here per file, a few rounds with backoff;
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import threading
 import time
@@ -37,9 +37,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import BidsbatchError, StorageError, TransientStorageError
-from .locations import Location, S3Location, hostile_reason, safe_key
-from .markers import STATE_PREFIX, OutputFile
+from ..errors import BidsbatchError, StorageError, TransientStorageError
+from .base import (
+    DownloadJob,
+    LocalFile,
+    Location,
+    OutputFile,
+    Progress,
+    hostile_reason,
+    safe_key,
+)
 
 MiB = 1024 * 1024
 
@@ -49,11 +56,6 @@ DEFAULT_WORKERS = 16
 
 #: Files above this size are moved in ranged GETs / multipart parts of this size.
 DEFAULT_PART_SIZE = 64 * MiB
-
-#: Suffix of a file being downloaded; renamed away once verified.
-PART_SUFFIX = ".bbpart"
-
-Progress = Callable[[int], None]
 
 
 class RemoteFile(Protocol):
@@ -96,15 +98,6 @@ class TransferStats:
     @property
     def mib_per_s(self) -> float:
         return self.bytes / MiB / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    """A file to upload: its key (relative, ``/``-separated), local path and size."""
-
-    key: str
-    path: Path
-    size: int
 
 
 @dataclass
@@ -232,18 +225,6 @@ def _segment_regex(seg: str) -> str:
 # --------------------------------------------------------------------------- download
 
 
-@dataclass(frozen=True)
-class _Download:
-    key: str
-    size: int
-    etag: str | None
-    dest: Path
-
-    @property
-    def part(self) -> Path:
-        return self.dest.with_name(f".{self.dest.name}{PART_SUFFIX}")
-
-
 def download_many(
     location: Location,
     items: Iterable[RemoteFile],
@@ -270,7 +251,7 @@ def download_many(
     items = list(items)
     dest_dir = Path(dest_dir)
     jobs = [
-        _Download(safe_key(i.key), i.size, i.etag, dest_dir.joinpath(*i.key.split("/")))
+        DownloadJob(safe_key(i.key), i.size, i.etag, dest_dir.joinpath(*i.key.split("/")))
         for i in items
     ]
     # Largest first: the long transfers start early and the small ones fill the gaps.
@@ -278,24 +259,16 @@ def download_many(
     for parent in sorted({j.dest.parent for j in jobs}):
         parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    if isinstance(location, S3Location):
-        def one_round(batch: list[_Download]) -> list[tuple[_Download, BidsbatchError]]:
-            return _s3_download_round(location, batch, max_workers=max_workers,
-                                      part_size=part_size, progress=progress)
-    else:
-        def one_round(batch: list[_Download]) -> list[tuple[_Download, BidsbatchError]]:
-            return _pool_round(batch, lambda j: _local_download(location, j, progress),
-                               max_workers=max_workers, translate=_as_storage_error)
+    def one_round(batch: list[DownloadJob]) -> list[tuple[DownloadJob, BidsbatchError]]:
+        return location.download_round(
+            batch, verify=lambda job: verify_and_rename(job, location), max_workers=max_workers,
+            part_size=part_size, progress=progress)
+
     _with_retries(jobs, one_round, retry=retry, what="download")
     return TransferStats(len(jobs), sum(j.size for j in jobs), time.monotonic() - started)
 
 
-def _local_download(location: Location, job: _Download, progress: Progress | None) -> None:
-    location.download(job.key, job.part, progress=progress)
-    _verify_and_rename(job, location)
-
-
-def _verify_and_rename(job: _Download, location: Location) -> None:
+def verify_and_rename(job: DownloadJob, location: Location) -> None:
     """Check size (and MD5 when the ETag is one), then give the file its real name."""
     try:
         size = job.part.stat().st_size
@@ -305,9 +278,8 @@ def _verify_and_rename(job: _Download, location: Location) -> None:
                 hint="the object changed since the run was planned; plan the run again",
             )
         md5 = plain_md5(job.etag)
-        if md5 is not None and file_digest(job.part, "md5") != md5 and not _etag_not_md5(
-            location, job.key
-        ):
+        if md5 is not None and file_digest(job.part, "md5") != md5 and \
+                not location.etag_is_not_md5(job.key):
             raise ChecksumMismatchError(
                 f"{location.describe(job.key)}: content does not match its ETag {md5}",
                 hint="it changed since the run was planned (plan again) or was "
@@ -319,121 +291,20 @@ def _verify_and_rename(job: _Download, location: Location) -> None:
         raise
 
 
-def _etag_not_md5(location: Location, key: str) -> bool:
-    """Whether the object's ETag is not an MD5 of its content (SSE-KMS, SSE-C).
-
-    Asked only after a mismatch, so a normal download pays no HEAD for it.
-    """
-    if not isinstance(location, S3Location):
-        return False
-    client, bucket, full_key, extra = _s3_parts(location)
-    try:
-        head = client.head_object(Bucket=bucket, Key=full_key(key), **extra)
-    except Exception:
-        return False
-    return head.get("ServerSideEncryption") in ("aws:kms", "aws:kms:dsse") or bool(
-        head.get("SSECustomerAlgorithm")
-    )
-
-
-def _s3_parts(location: S3Location) -> tuple[Any, str, Callable[[str], str], dict[str, str]]:
-    """The S3 client, bucket, key mapping and request extras of a location."""
-    # One adapter for S3Location's internals (see the note in the report on making them public).
-    return location.client, location.bucket, location.full_key, location.request_extra
-
-
-class _Subscriber:
-    """s3transfer subscriber: known size (no HEAD), progress, and a done signal."""
-
-    def __init__(self, job: Any, done: queue.Queue[tuple[Any, Any]],
-                 progress: Progress | None, *, size: int | None = None,
-                 etag: str | None = None) -> None:
-        self.job, self.done, self.progress = job, done, progress
-        self.size, self.etag = size, etag
-
-    def on_queued(self, future: Any, **_: Any) -> None:
-        if self.size is not None:
-            future.meta.provide_transfer_size(self.size)
-        if self.etag:
-            # With size and ETag known s3transfer sends no HEAD, and ranged GETs
-            # carry If-Match so a file changing mid-download fails loudly.
-            future.meta.provide_object_etag(f'"{self.etag.strip(chr(34))}"')
-
-    def on_progress(self, future: Any, bytes_transferred: int, **_: Any) -> None:
-        if self.progress is not None:
-            self.progress(bytes_transferred)
-
-    def on_done(self, future: Any, **_: Any) -> None:
-        self.done.put((self.job, future))
-
-
-def _transfer_manager(location: S3Location, max_workers: int, part_size: int) -> Any:
-    from s3transfer.manager import TransferManager
-
-    config = transfer_config(max_concurrency=max_workers, part_size=part_size)
-    return TransferManager(location.client, config)
-
-
-def _s3_download_round(
-    location: S3Location, jobs: list[_Download], *, max_workers: int, part_size: int,
-    progress: Progress | None,
-) -> list[tuple[_Download, BidsbatchError]]:
-    _client, bucket, full_key, extra = _s3_parts(location)
-    done: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    failures: list[tuple[_Download, BidsbatchError]] = []
-    with _transfer_manager(location, max_workers, part_size) as tm:
-        for job in jobs:
-            sub = _Subscriber(job, done, progress, size=job.size, etag=job.etag)
-            tm.download(bucket, full_key(job.key), str(job.part), extra_args=dict(extra),
-                        subscribers=[sub])
-        # Verify as files finish, while the rest are still downloading. A fatal
-        # error leaves the with-block, which cancels what is still queued.
-        for _ in jobs:
-            job, future = done.get()
-            try:
-                future.result()
-                _verify_and_rename(job, location)
-            except ChecksumMismatchError as exc:
-                failures.append((job, exc))
-            except Exception as exc:
-                job.part.unlink(missing_ok=True)
-                err = _translate_s3(location, exc, job.key)
-                if not isinstance(err, TransientStorageError):
-                    raise err from None
-                failures.append((job, err))
-    return failures
-
-
-def _translate_s3(location: S3Location, exc: Exception, key: str) -> BidsbatchError:
-    from s3transfer.exceptions import RetriesExceededError
-
-    if isinstance(exc, BidsbatchError):
-        return exc
-    if isinstance(exc, RetriesExceededError):
-        # s3transfer's own download retries (socket errors mid-body) ran out.
-        return TransientStorageError(
-            f"reading {location.describe(key)} kept failing: {exc.last_exception}"
-        )
-    response = getattr(exc, "response", None)
-    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-    if code in ("PreconditionFailed", "412"):
-        return ChecksumMismatchError(
-            f"{location.describe(key)} changed since the run was planned (its ETag differs)",
-            hint="plan the run again if the dataset was changed on purpose",
-        )
-    return location.translate_error(exc, key)
-
-
-def _as_storage_error(exc: BaseException, key: str) -> BidsbatchError:
+def as_storage_error(exc: BaseException, key: str) -> BidsbatchError:
     if isinstance(exc, BidsbatchError):
         return exc
     return StorageError(f"cannot transfer {key}: {exc}")
 
 
-def _pool_round(
+def pool_round(
     jobs: list[Any], run: Callable[[Any], None], *, max_workers: int,
-    translate: Callable[[BaseException, str], BidsbatchError],
+    translate: Callable[[BaseException, str], BidsbatchError] = as_storage_error,
 ) -> list[tuple[Any, BidsbatchError]]:
+    """``run`` each job on a bounded pool; the jobs that failed transiently, with why.
+
+    An error that will not pass is raised (the rest of the round is cancelled).
+    """
     failures: list[tuple[Any, BidsbatchError]] = []
     if _small_local(jobs):
         # A handful of small local copies: threads would cost more than they save
@@ -499,17 +370,19 @@ def _with_retries(
 # --------------------------------------------------------------------------- upload
 
 
-def collect_files(src_dir: Path, *, excludes: Iterable[str] = ()) -> Collected:
+def collect_files(src_dir: Path, *, excludes: Iterable[str] = (),
+                  reserved: Iterable[str] = ()) -> Collected:
     """The regular files under ``src_dir`` to upload, minus the excluded ones.
 
     Left out (and said why in ``skipped``): symbolic links that point outside
-    ``src_dir`` or to folders, special files, and anything under
-    ``.bidsbatch/`` (bidsbatch's own state: an app must not write markers).
+    ``src_dir`` or to folders, special files, and the top-level folders named
+    in ``reserved`` (the caller's own records there: an app must not write them).
     A file name that cannot be an object key raises :class:`StorageError`.
     """
     src_dir = Path(src_dir)
     root = src_dir.resolve()
     patterns = compile_excludes(excludes)
+    reserved = set(reserved)
     out = Collected()
     for dirpath, dirnames, filenames in os.walk(src_dir):
         rel_dir = os.path.relpath(dirpath, src_dir).replace(os.sep, "/")
@@ -518,7 +391,7 @@ def collect_files(src_dir: Path, *, excludes: Iterable[str] = ()) -> Collected:
         for d in sorted(dirnames):
             rel = rel_dir + d
             full = os.path.join(dirpath, d)
-            if rel == STATE_PREFIX:
+            if rel in reserved:
                 out.skipped.append(f"{rel}/ (reserved for bidsbatch's own records)")
             elif is_excluded(rel, patterns) or is_excluded(rel + "/", patterns):
                 out.excluded += sum(len(f) for _, _, f in os.walk(full))
@@ -563,6 +436,7 @@ def upload_tree(
     retry: RetryPolicy = RetryPolicy(),
     progress: Progress | None = None,
     collected: Collected | None = None,
+    reserved: Iterable[str] = (),
 ) -> list[OutputFile]:
     """Upload every file under ``src_dir`` to ``location`` below ``prefix``, in parallel.
 
@@ -574,72 +448,25 @@ def upload_tree(
     Raises :class:`TransientStorageError` when files still fail after the retry
     rounds and :class:`StorageError` for anything that will not pass.
     """
-    files = (collected or collect_files(src_dir, excludes=excludes)).files
+    files = (collected or collect_files(src_dir, excludes=excludes, reserved=reserved)).files
     base = safe_key(prefix.strip("/")) + "/" if prefix.strip("/") else ""
     jobs = [LocalFile(base + f.key, f.path, f.size) for f in files]
     jobs.sort(key=lambda j: (-j.size, j.key))
     checksums: dict[str, str] = {}
     lock = threading.Lock()
-    if isinstance(location, S3Location):
-        def one_round(batch: list[LocalFile]) -> list[tuple[LocalFile, BidsbatchError]]:
-            return _s3_upload_round(location, batch, checksums, lock, max_workers=max_workers,
-                                    part_size=part_size, progress=progress)
-    else:
-        def upload_one(job: LocalFile) -> None:
-            if job.key not in checksums:
-                digest = sha256_checksum(job.path)
-                with lock:
-                    checksums[job.key] = digest
-            location.upload(job.path, job.key, progress=progress)
 
-        def one_round(batch: list[LocalFile]) -> list[tuple[LocalFile, BidsbatchError]]:
-            return _pool_round(batch, upload_one, max_workers=max_workers,
-                               translate=_as_storage_error)
+    def checksum(job: LocalFile) -> None:
+        if job.key not in checksums:
+            digest = sha256_checksum(job.path)
+            with lock:
+                checksums[job.key] = digest
+
+    def one_round(batch: list[LocalFile]) -> list[tuple[LocalFile, BidsbatchError]]:
+        return location.upload_round(batch, checksum=checksum, max_workers=max_workers,
+                                     part_size=part_size, progress=progress)
+
     _with_retries(jobs, one_round, retry=retry, what="upload")
     return sorted((OutputFile(j.key, j.size, checksums[j.key]) for j in jobs), key=lambda o: o.key)
-
-
-def _s3_upload_round(
-    location: S3Location, jobs: list[LocalFile], checksums: dict[str, str],
-    lock: threading.Lock, *, max_workers: int, part_size: int, progress: Progress | None,
-) -> list[tuple[LocalFile, BidsbatchError]]:
-    _client, bucket, full_key, extra = _s3_parts(location)
-    done: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    failures: list[tuple[LocalFile, BidsbatchError]] = []
-
-    def digest(job: LocalFile) -> LocalFile:
-        if job.key not in checksums:
-            value = sha256_checksum(job.path)
-            with lock:
-                checksums[job.key] = value
-        return job
-
-    # Hash on a small pool and hand each file to the transfer manager as soon as
-    # its checksum is known: hashing overlaps the uploads instead of preceding them.
-    with ThreadPoolExecutor(max_workers=2) as hashers, \
-            _transfer_manager(location, max_workers, part_size) as tm:
-        hashed = [hashers.submit(digest, job) for job in jobs]
-        for fut in as_completed(hashed):
-            try:
-                job = fut.result()
-            except OSError as exc:
-                for f in hashed:
-                    f.cancel()
-                raise StorageError(f"cannot read output file: {exc}") from None
-            sub = _Subscriber(job, done, progress, size=job.size)
-            # No ACL, ever: buckets made since 2023 have ACLs disabled.
-            tm.upload(str(job.path), bucket, full_key(job.key), extra_args=dict(extra),
-                      subscribers=[sub])
-        for _ in jobs:
-            job, future = done.get()
-            try:
-                future.result()
-            except Exception as exc:
-                err = _translate_s3(location, exc, job.key)
-                if not isinstance(err, TransientStorageError):
-                    raise err from None
-                failures.append((job, err))
-    return failures
 
 
 __all__ = [
