@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from .containers.settings import PipelineContainer, parse_pipeline_container
-from .errors import CredentialsInJobError, PipelineError
+from .credentials import CREDENTIAL_VARIABLES, check_no_credentials  # noqa: F401 (re-exported)
+from .errors import PipelineError
 from .safety import read_utf8
 
 #: Placeholders known when a scan is planned.
@@ -41,9 +42,6 @@ PLAN_PLACEHOLDERS = {"participant", "session", "scan_id", "n_cpus", "mem_mib", "
 #: Placeholders filled by the worker at run time (paths inside the job).
 RUNTIME_PLACEHOLDERS = {"bids_dir", "output_dir", "work_dir"}
 PLACEHOLDERS = PLAN_PLACEHOLDERS | RUNTIME_PLACEHOLDERS
-
-#: Environment variable names that must never be handed to a job.
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 Template = list[str | list[str]]
 
@@ -123,6 +121,9 @@ class Pipeline:
         values["container"] = PipelineContainer.from_record(data.get("container") or {})
         group = data.get("group")
         values["group"] = GroupStep.from_record(group) if group else None
+        container = data.get("container")
+        values["container"] = (PipelineContainer.from_record(container) if container
+                               else PipelineContainer())
         return cls(**values)
 
     def output_hash(self) -> str:
@@ -396,17 +397,6 @@ def _parse_resources(value: Any, key: str, fail: Any) -> Resources:
             raise fail(f"{key}.{name} must be a whole number from {lo} to {hi}, not {v!r}")
         ints[name] = v
     return Resources(vcpus=float(vcpus), **ints)
-
-
-def check_no_credentials(env: dict[str, str], *, where: str) -> None:
-    """Refuse AWS access keys in an environment meant for a job: jobs use IAM roles."""
-    found = sorted(k for k in env if k.upper() in CREDENTIAL_VARIABLES)
-    if found:
-        raise CredentialsInJobError(
-            f"{where}: refusing to pass {', '.join(found)} to jobs",
-            hint="jobs get AWS access from their IAM job role; remove the keys "
-            "(bidsbatch aws setup creates a least-privilege job role)",
-        )
 
 
 # --------------------------------------------------------------------------- loading

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..credentials import CREDENTIAL_VARIABLES
 from ..errors import BidsbatchError
 
 #: Seconds a runtime gets to answer "are you usable?" (``podman info``, ``docker info``).
@@ -148,8 +149,6 @@ class ContainerRuntime(ABC):
             return subprocess.CompletedProcess(argv, 126, "", f"{argv[0]}: {exc.strerror}")
 
     def _client_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        from ..pipelines import CREDENTIAL_VARIABLES
-
         env = {k: v for k, v in self.base_env.items() if k.upper() not in CREDENTIAL_VARIABLES}
         env.update(extra or {})
         return env

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..credentials import check_no_credentials
 from ..errors import PipelineError
 from .base import Entrypoint
 
@@ -53,19 +54,19 @@ class PipelineContainer:
     fs_license: bool = False
     assets: tuple[Asset, ...] = ()
 
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> PipelineContainer:
+        """The inverse of :meth:`to_dict` (``run.json``)."""
+        return cls(runtime=data.get("runtime"),
+                   entrypoint=Entrypoint(data.get("entrypoint", Entrypoint.REPLACE.value)),
+                   network=bool(data.get("network", False)), env=tuple(data.get("env") or ()),
+                   fs_license=bool(data.get("fs_license", False)),
+                   assets=tuple(Asset(**a) for a in data.get("assets") or ()))
+
     def to_dict(self) -> dict[str, Any]:
         return {"runtime": self.runtime, "entrypoint": self.entrypoint.value,
                 "network": self.network, "env": list(self.env), "fs_license": self.fs_license,
                 "assets": [vars(a).copy() for a in self.assets]}
-
-    @classmethod
-    def from_record(cls, data: dict[str, Any]) -> PipelineContainer:
-        """What :meth:`to_dict` wrote (``run.json``): its inverse."""
-        return cls(runtime=data.get("runtime"),
-                   entrypoint=Entrypoint(data.get("entrypoint", Entrypoint.REPLACE.value)),
-                   network=bool(data.get("network", False)), env=tuple(data.get("env", ())),
-                   fs_license=bool(data.get("fs_license", False)),
-                   assets=tuple(Asset(**x) for x in data.get("assets", ())))
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,6 @@ def parse_pipeline_container(data: dict[str, Any], source: str) -> PipelineConta
     env = table.get("env", [])
     if not isinstance(env, list) or not all(isinstance(x, str) and x for x in env):
         raise fail("container.env must be a list of variable names")
-    from ..pipelines import check_no_credentials
-
     check_no_credentials(dict.fromkeys(env, ""), where=source)
     fs_license = table.get("fs_license", False)
     if not isinstance(fs_license, bool):
