@@ -3,10 +3,9 @@
 The ledger is a record, not the truth: a scan is done when its completion
 marker matches its spec, and the failure record says why its last attempt
 failed. A damaged ledger (random bytes, truncated, a folder in its place) is
-moved aside, never deleted, and a new one is written from the markers, the
-failure records and, for a local run, its supervisor log (which names the
-executor). Jobs of a remote executor are found again the next time ``run``
-or ``retry`` asks the executor.
+moved aside, never deleted, and a new one is written from the markers and
+the failure records. Which executor ran the run is not recorded there: the
+next ``run`` records it again (and a remote executor finds its jobs again).
 """
 
 from __future__ import annotations

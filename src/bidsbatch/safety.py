@@ -16,10 +16,13 @@ from urllib.parse import urlparse
 
 from .errors import UsageError
 
+#: The space of every path on this machine (S3 places are ``s3:<bucket>``).
+_PATHS = "path"
+
 
 @dataclass(frozen=True)
 class Place:
-    """Where a location really is: ``("file", (parts…))`` or ``("s3:bucket", (parts…))``."""
+    """Where a location really is: ``("path", (parts…))`` or ``("s3:bucket", (parts…))``."""
 
     space: str
     parts: tuple[str, ...]
@@ -42,7 +45,7 @@ def place_of(uri: str | Path) -> Place:
     if text.startswith("file://"):
         text = urlparse(text).path
     resolved = Path(os.path.realpath(Path(text).expanduser()))
-    return Place("file", resolved.parts)
+    return Place(_PATHS, resolved.parts)
 
 
 def check_output_apart(dataset: str, output: str) -> None:
@@ -88,7 +91,7 @@ def check_run_dir_apart(run_dir: Path, dataset: str) -> None:
 
 
 def _via_links(given: str, place: Place) -> str:
-    if place.space != "file":
+    if place.space != _PATHS:
         return ""
     real = str(Path(*place.parts))
     return "" if os.path.abspath(given) == real else f" (through symlinks: {real})"
