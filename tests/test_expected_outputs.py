@@ -31,8 +31,9 @@ def test_exit_0_without_the_outputs_fails_with_the_reason(tmp_path: Path) -> Non
         '[output]\nexpect = ["sub-{participant}/ses-{session}/anat/'
         '*_desc-preproc_T1w.nii.gz"]\n')
     out, run_dir = tmp_path / "out", tmp_path / "run"
+    # a plain process (on a machine with podman an image would otherwise be pulled)
     res = run_cli("run", str(ds), str(out), "--pipeline", str(toml), "--run-dir", str(run_dir),
-                  "--json")
+                  "--container", "none", "--json")
     assert res.returncode == 1, res.stderr
     (scan,) = json.loads(res.stdout)["scans"]
     missing = "the app exited 0 but wrote no sub-01/ses-1/anat/*_desc-preproc_T1w.nii.gz"

@@ -28,7 +28,8 @@ def test_presets_declare_what_a_scan_needs() -> None:
 
 @pytest.mark.parametrize("name", ["eeg_cbm", "eeg_matchingpennies", "micr_SEM", "micr_SPIM"])
 def test_fmriprep_plans_no_eeg_or_microscopy_scan(name: str, tmp_path: Path) -> None:
-    res = run_cli("plan", str(_example(name)), str(tmp_path / "out"), "--pipeline", "fmriprep")
+    res = run_cli("plan", str(_example(name)), str(tmp_path / "out"), "--pipeline", "fmriprep",
+                  "--fs-license-file", str(_license(tmp_path)))
     assert res.returncode == 2, res.stderr
     assert "fmriprep can process none of the" in res.stderr
     assert "no anat/T1w or anat/T2w data" in res.stderr and "Traceback" not in res.stderr
@@ -36,7 +37,8 @@ def test_fmriprep_plans_no_eeg_or_microscopy_scan(name: str, tmp_path: Path) -> 
 
 def test_meg_only_scan_is_left_out_and_listed(tmp_path: Path) -> None:
     root = _example("ds000246")
-    res = run_cli("plan", str(root), str(tmp_path / "out"), "--pipeline", "fmriprep", "--json")
+    res = run_cli("plan", str(root), str(tmp_path / "out"), "--pipeline", "fmriprep",
+                  "--fs-license-file", str(_license(tmp_path)), "--json")
     assert res.returncode == 0, res.stderr
     plan = json.loads(res.stdout)
     planned = {s["scan_id"] for s in plan["specs"]}
@@ -72,3 +74,10 @@ def test_a_bad_requirement_is_one_line_naming_file_and_field(tmp_path: Path) -> 
     assert res.returncode == 2
     assert f"{toml}: inputs.require: 'T1w' is not DATATYPE or DATATYPE/SUFFIX" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _license(tmp_path: Path) -> Path:
+    """fMRIPrep's preset needs a FreeSurfer license file (checked before planning)."""
+    path = tmp_path / "license.txt"
+    path.write_text("user@example.org\n12345\n *Cabc\n FSxyz\n")
+    return path

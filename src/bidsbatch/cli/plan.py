@@ -138,9 +138,9 @@ def plan_from_options(
 
     check_s3_options(requester_pays=planning.requester_pays,
                      no_sign_request=planning.no_sign_request)
+    pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
     check_output_apart(dataset, output)  # before any listing: nothing is read or written
     s3 = planning.s3
-    pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
     # A missing license or runtime is one clear line before any listing, too.
     how = container_spec(pipe.container, pipeline_name=pipe.name,
                          choice=container or ContainerChoice(), inside_image=inside_image,
