@@ -11,7 +11,7 @@ outside an engine's package names that engine.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -142,6 +142,28 @@ class Executor(ABC):
     def describe(self) -> str:
         """One line for the report and ``runs``: the engine and where it runs."""
         return self.name
+
+
+def follow_file(path: Path, *, follow: bool, ended: Callable[[], bool],
+                sleep: Callable[[float], None], interval: float) -> Iterator[str]:
+    """The lines of a log file; with ``follow``, new ones too until ``ended()`` says so.
+
+    Shared by the engines whose logs are files here (local, Slurm). After the end,
+    one last read yields the lines written just before it.
+    """
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        while True:
+            line = fh.readline()
+            if line:
+                yield line.rstrip("\n")
+                continue
+            if not follow:
+                return
+            if ended():
+                for rest in fh:
+                    yield rest.rstrip("\n")
+                return
+            sleep(interval)
 
 
 def tail_lines(path: Path, lines: int = LOG_TAIL_LINES) -> list[str] | None:

@@ -27,7 +27,7 @@ from ...runlock import held_fd
 from ...runs import RunDir
 from ...specs import Spec
 from ...states import ACTIVE, GROUP_ACTIVE, GroupState, ScanState
-from ..base import Executor
+from ..base import Executor, follow_file
 from ..settings import ExecutorSettings
 from .settings import LocalSettings
 
@@ -136,19 +136,10 @@ class LocalExecutor(Executor):
             what = "no group step log" if scan_id == "group" else f"no log yet for {scan_id}"
             raise BidsbatchError(f"{what} in run {run.path.name}",
                                  hint="it has not started; see bidsbatch status")
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            while True:
-                line = fh.readline()
-                if line:
-                    yield line.rstrip("\n")
-                    continue
-                if not follow:
-                    return
-                with Ledger.open(run.ledger_path) as ledger:
-                    rec = ledger.scan(scan_id)
-                    if rec is None or rec.state not in ACTIVE:
-                        # One last read: lines written just before the end.
-                        for rest in fh:
-                            yield rest.rstrip("\n")
-                        return
-                time.sleep(0.2)
+
+        def ended() -> bool:
+            with Ledger.open(run.ledger_path) as ledger:
+                rec = ledger.scan(scan_id)
+                return rec is None or rec.state not in ACTIVE
+
+        yield from follow_file(path, follow=follow, ended=ended, sleep=time.sleep, interval=0.2)

@@ -23,7 +23,7 @@ from ...runs import RunDir
 from ...specs import Spec
 from ...states import ACTIVE, GROUP_ACTIVE, GroupState, ScanState
 from ...storage import open_location
-from ..base import Executor
+from ..base import Executor, follow_file
 from ..settings import ExecutorSettings
 from .commands import Runner, SlurmCommands
 from .files import SlurmFiles
@@ -145,22 +145,13 @@ class SlurmExecutor(Executor):
 
     def _follow(self, run: RunDir, scan_id: str, path: Path, *,
                 follow: bool) -> Iterator[str]:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            while True:
-                line = fh.readline()
-                if line:
-                    yield line.rstrip("\n")
-                    continue
-                if not follow:
-                    return
-                with Ledger.open(run.ledger_path) as ledger:
-                    self.poll(run, ledger)  # spaced like every poll
-                    rec = ledger.scan(scan_id)
-                    if rec is None or rec.state not in ACTIVE:
-                        for rest in fh:
-                            yield rest.rstrip("\n")
-                        return
-                self.sleep(0.5)
+        def ended() -> bool:
+            with Ledger.open(run.ledger_path) as ledger:
+                self.poll(run, ledger)  # spaced like every poll
+                rec = ledger.scan(scan_id)
+                return rec is None or rec.state not in ACTIVE
+
+        yield from follow_file(path, follow=follow, ended=ended, sleep=self.sleep, interval=0.5)
 
 
 def _live_arrays(ledger: Ledger) -> list[str]:
