@@ -44,12 +44,30 @@ def setup(extras: str) -> None:
         return
     _say(f"installing bidsbatch{'[' + extras + ']' if extras else ''} into .venv")
     target = f"{ROOT}[{extras}]" if extras else str(ROOT)
-    quiet = ["--quiet", "--disable-pip-version-check"]
-    if _run(PY, "-m", "pip", "install", *quiet, "--upgrade", "pip") != 0:
-        sys.exit("pip could not be upgraded")
-    if _run(PY, "-m", "pip", "install", *quiet, "-e", target) != 0:
-        sys.exit("installing bidsbatch failed (see pip's message above)")
+    if not _uv_install(target):
+        quiet = ["--quiet", "--disable-pip-version-check"]
+        if _run(PY, "-m", "pip", "install", *quiet, "--upgrade", "pip") != 0:
+            sys.exit("pip could not be upgraded")
+        if _run(PY, "-m", "pip", "install", *quiet, "-e", target) != 0:
+            sys.exit("installing bidsbatch failed (see pip's message above)")
     stamp.write_text(digest)
+
+
+def _uv_install(target: str) -> bool:
+    """Install with uv, which fetches in parallel (about 1 min where pip takes 7); else False.
+
+    uv is itself a wheel from PyPI, put into .venv by pip. Any failure falls back to pip,
+    so a machine where uv cannot run still gets set up.
+    """
+    quiet = ["--quiet", "--disable-pip-version-check"]
+    if _run(PY, "-m", "pip", "install", *quiet, "uv>=0.5,<1") != 0:
+        return False
+    env = {**os.environ, "UV_NATIVE_TLS": "1"}  # the system's CA store, as pip uses
+    argv = [BIN / "uv", "pip", "install", "--quiet", "--python", PY, "-e", target]
+    if _run(*argv, env=env) == 0:
+        return True
+    _say("uv failed; installing with pip instead")
+    return False
 
 
 def demo(args: list[str]) -> int:
