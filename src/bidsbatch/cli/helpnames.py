@@ -17,20 +17,54 @@ from typing import Any
 _DIR_WORDS = ("dir", "home", "cache", "folder")
 #: Argument metavars for names that are not plain words.
 _ARGUMENTS = {"run_ref": "RUN", "first": "[RUN]", "second": "SCAN"}
+#: One example per command, by its path, for the commands whose docstring has none
+#: (kept here, not in each family's module: one place to see that every command has one).
+EXAMPLES = {
+    "": "bidsbatch run ds000114 derivatives/mriqc --pipeline mriqc --participant-label 01 02",
+    "synth": "bidsbatch synth demo-ds --subjects 4 --sessions 1,2",
+    "plan": "bidsbatch plan s3://openneuro.org/ds000114 out --no-sign-request --pipeline m2g "
+            "--explain",
+    "status": "bidsbatch status --watch   (the latest run; or: bidsbatch status RUN --json)",
+    "retry": "bidsbatch retry --keep-scratch   (the failed scans of the latest run)",
+    "cancel": "bidsbatch cancel demo-4648e75a56",
+    "demo": "bidsbatch demo --subjects 4 --jobs 2",
+    "worker": "bidsbatch worker --manifest s3://bucket/out/.bidsbatch/runs/RUN/manifest.json",
+    "group-step": "bidsbatch group-step --run s3://bucket/out/.bidsbatch/runs/RUN/run.json",
+    "report": "bidsbatch report --output report.html   (of the latest run)",
+    "doctor": "bidsbatch doctor --environment lab --dataset s3://my-bids/ds001",
+    "image": "bidsbatch image dockerfile --pipeline m2g > Dockerfile",
+    "image dockerfile": "bidsbatch image dockerfile --pipeline m2g > Dockerfile",
+    "image pull": "bidsbatch image pull fmriprep --container apptainer",
+    "cost": "bidsbatch cost estimate s3://openneuro.org/ds000114 --pipeline m2g "
+            "--no-sign-request",
+    "cost estimate": "bidsbatch cost estimate s3://openneuro.org/ds000114 --pipeline m2g "
+                     "--no-sign-request",
+    "cost show": "bidsbatch cost show   (the latest run)",
+    "aws": "bidsbatch aws setup lab --dataset s3://my-bids/ds001 --output s3://my-derivs/ds001",
+    "aws setup": "bidsbatch aws setup lab --dataset s3://my-bids/ds001 --output "
+                 "s3://my-derivs/ds001 --pipeline m2g",
+    "aws status": "bidsbatch aws status lab",
+    "aws teardown": "bidsbatch aws teardown lab --yes",
+    "aws template": "bidsbatch aws template lab --dataset s3://my-bids/ds001 --output "
+                    "s3://my-derivs/ds001 -o bidsbatch-lab.json",
+}
 #: Usage lines click cannot say: ``logs``' first argument is optional *before* a required one.
 _USAGE = {"logs": ["[OPTIONS]", "[RUN]", "SCAN"]}
 
 
-def tidy_help(command: Any) -> Any:
-    """``command`` (and every subcommand) with value names instead of type names."""
+def tidy_help(command: Any, path: str = "") -> Any:
+    """``command`` (and every subcommand) with value names instead of type names, and an
+    example in each help text."""
     for param in getattr(command, "params", []):
         _tidy(param)
     _tidy_help_option(command)
-    if getattr(command, "name", None) in _USAGE:
-        pieces = _USAGE[command.name]
+    if path in _USAGE:
+        pieces = _USAGE[path]
         command.collect_usage_pieces = lambda ctx=None, _p=pieces: list(_p)
-    for sub in (getattr(command, "commands", None) or {}).values():
-        tidy_help(sub)
+    if "Example" not in (command.help or "") and path in EXAMPLES:
+        command.help = f"{(command.help or '').rstrip()}\n\nExample: {EXAMPLES[path]}"
+    for name, sub in (getattr(command, "commands", None) or {}).items():
+        tidy_help(sub, f"{path} {name}".strip())
     return command
 
 
