@@ -8,6 +8,7 @@ each scan to its outputs and shows its command.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -54,11 +55,12 @@ def test_merged_into_the_apps_at_once_and_idempotent(ds: Path, tmp_path: Path) -
     assert doc["SourceDatasets"] == [{"URL": "https://example.org/raw"},
                                      {"URL": ds.absolute().as_uri()}]
     assert doc["DatasetType"] == "derivative" and doc["Name"] == "bidsbatch-demo-app outputs"
-    # no marker lists it: its content is the run's, not one scan's
-    for marker in (out / ".bidsbatch/done").glob("*.json"):
-        keys = [o["key"] for o in json.loads(marker.read_text())["outputs"]]
-        assert "dataset_description.json" not in keys and keys
+    # every marker lists it as the scan committed it: the same bytes for every scan
     before = (out / "dataset_description.json").read_bytes()
+    for marker in (out / ".bidsbatch/done").glob("*.json"):
+        listed = {o["key"]: o for o in json.loads(marker.read_text())["outputs"]}
+        assert listed["dataset_description.json"]["checksum"] == \
+            "sha256:" + hashlib.sha256(before).hexdigest()
     again = run_cli("run", str(ds), str(out), "--pipeline", "demo", "-p", "02", "--force")
     assert again.returncode == 0, again.stderr
     assert (out / "dataset_description.json").read_bytes() == before  # a rerun changes nothing

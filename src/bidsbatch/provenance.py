@@ -13,8 +13,9 @@ Where and when, and why there:
   marker: the app's file is taken out of the plain upload (every scan of a
   BIDS App writes one; uploaded as is, the last scan's would erase the
   merged file) and merged with the output's current file and bidsbatch's
-  entry. Runs without a group step, and runs whose later scans are added by
-  another run, get the file too.
+  entry; the marker lists the file as the scan left it (its checksum is the
+  same for every scan of a run, whose merges all give the same bytes). Runs
+  without a group step, and scans a later run adds, get the file too.
 - **The group step merges again** after its app ran, with what the file held
   before: a group command that rewrites the file (the demo app's does) loses
   nothing either.
@@ -32,6 +33,7 @@ Where and when, and why there:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -41,7 +43,7 @@ from typing import Any
 
 from . import __version__
 from .errors import BidsbatchError
-from .storage import Location
+from .storage import Location, OutputFile
 
 DESCRIPTION = "dataset_description.json"
 #: The lease's "scan id": no scan id starts with an underscore (they are sub-…).
@@ -131,11 +133,24 @@ def _encode(doc: Mapping[str, Any]) -> bytes:
 def read_description(output: Location) -> dict[str, Any] | None:
     """The output's description, or None (none yet, or not a JSON object: then ours replaces
     it, since nothing could read it)."""
+    return _parse(_read_bytes(output))
+
+
+def _read_bytes(output: Location) -> bytes | None:
     try:
-        data = json.loads(output.read_bytes(DESCRIPTION))
-    except (BidsbatchError, ValueError):
+        return output.read_bytes(DESCRIPTION)
+    except BidsbatchError:
         return None
-    return data if isinstance(data, dict) else None
+
+
+def _parse(data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def take_app_description(out_dir: Path) -> dict[str, Any] | None:
@@ -159,22 +174,24 @@ def take_app_description(out_dir: Path) -> dict[str, Any] | None:
 
 def record(output: Location, prov: Provenance, *, app: Mapping[str, Any] | None,
            before: Mapping[str, Any] | None = None, run_id: str, log: Any,
-           sleep: Any = time.sleep, wait_seconds: float = LEASE_WAIT_SECONDS) -> bool:
+           sleep: Any = time.sleep, wait_seconds: float = LEASE_WAIT_SECONDS) -> bytes | None:
     """Merge ``app`` (and ``before``) and bidsbatch's entry into the output's description.
 
-    Returns whether the file now carries them. Lock-free when nothing would change.
+    Returns the file's bytes as it now is (None: left to another worker, the lease
+    was busy). Lock-free when nothing would change.
     """
     from .leases import ClaimHeld, ScanClaim
 
-    def merged_now() -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        current = read_description(output)
+    def merged_now() -> tuple[bytes | None, dict[str, Any] | None, dict[str, Any]]:
+        raw = _read_bytes(output)
+        current = _parse(raw)
         older = merge_description(current, before, prov, name=prov.pipeline) \
             if before is not None else current
-        return current, merge_description(app, older, prov, name=prov.pipeline)
+        return raw, current, merge_description(app, older, prov, name=prov.pipeline)
 
-    current, wanted = merged_now()
-    if current == wanted:
-        return True
+    raw, current, wanted = merged_now()
+    if current == wanted and raw is not None:
+        return raw
     claim = ScanClaim(output, scan_id=LEASE_NAME, run_id=run_id, job_id=None)
     deadline = time.monotonic() + wait_seconds
     delay = 0.05
@@ -186,31 +203,49 @@ def record(output: Location, prov: Provenance, *, app: Mapping[str, Any] | None,
             if time.monotonic() > deadline:
                 log.info(f"warning: {output.describe(DESCRIPTION)} is being written by another "
                          "worker; left to the next one")
-                return False
+                return None
             sleep(delay)
             delay = min(delay * 2, 1.0)
     try:
-        current, wanted = merged_now()  # again, under the lease: what we merge is current
-        if current != wanted:
-            output.write_bytes(DESCRIPTION, _encode(wanted))
-            log.info(f"provenance: {output.describe(DESCRIPTION)} names bidsbatch "
-                     f"{__version__}, {prov.pipeline} ({prov.image}) and {prov.dataset}")
-        return True
+        raw, current, wanted = merged_now()  # again, under the lease: what we merge is current
+        if current == wanted and raw is not None:
+            return raw
+        data = _encode(wanted)
+        output.write_bytes(DESCRIPTION, data)
+        log.info(f"provenance: {output.describe(DESCRIPTION)} names bidsbatch "
+                 f"{__version__}, {prov.pipeline} ({prov.image}) and {prov.dataset}")
+        return data
     finally:
         with contextlib.suppress(Exception):
             claim.release()
 
 
 def record_for_scan(output: Location, spec: Any, app: Mapping[str, Any] | None, *,
-                    log: Any) -> None:
-    """The worker's call, at commit: best effort (a failure to write is said, not fatal)."""
+                    log: Any) -> OutputFile | None:
+    """The worker's call, at commit: the file as this scan left it, for its marker.
+
+    Best effort: a failure to write is said in the log, not fatal (None then).
+    """
     runtime = spec.container.runtime if spec.container is not None else None
     prov = Provenance(pipeline=spec.pipeline, image=spec.image, dataset=spec.dataset,
                       runtime=runtime)
     try:
-        record(output, prov, app=app, run_id=spec.run_id, log=log)
+        data = record(output, prov, app=app, run_id=spec.run_id, log=log)
     except BidsbatchError as exc:
         log.info(f"warning: could not write {output.describe(DESCRIPTION)}: {exc}")
+        return None
+    if data is None:
+        return None
+    return OutputFile(key=DESCRIPTION, size=len(data),
+                      checksum="sha256:" + hashlib.sha256(data).hexdigest())
+
+
+def with_description(outputs: list[OutputFile], described: OutputFile | None) -> list[OutputFile]:
+    """A scan's outputs with the description as it committed it, in key order."""
+    if described is None:
+        return outputs
+    return sorted([*(o for o in outputs if o.key != DESCRIPTION), described],
+                  key=lambda o: o.key)
 
 
 def record_for_group(output: Location, info: Any, *, before: Mapping[str, Any] | None,

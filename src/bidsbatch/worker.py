@@ -73,7 +73,7 @@ from .markers import (
 )
 from .orphans import die_with_parent, write_pid_file
 from .pipelines import CREDENTIAL_VARIABLES, check_no_credentials, fill_runtime
-from .provenance import record_for_scan, take_app_description
+from .provenance import record_for_scan, take_app_description, with_description
 from .specs import Manifest, Spec, canonical_json
 from .storage import Location, OutputFile, open_location, safe_key
 from .storage.transfer import (
@@ -699,7 +699,8 @@ def run_worker(
         outputs = stage_out(spec, out_loc, scratch, options=options, log=log, sleep=sleep)
 
         job.stage = "commit"
-        record_for_scan(out_loc, spec, app_description, log=log)  # GeneratedBy, SourceDatasets
+        described = record_for_scan(out_loc, spec, app_description, log=log)  # GeneratedBy…
+        outputs = with_description(outputs, described)
         marker = Marker(
             run_id=spec.run_id, scan_id=spec.scan_id, config_hash=spec.config_hash,
             attempt=options.attempt, started_at=iso(job.started), finished_at=iso(clock()),
