@@ -264,7 +264,8 @@ def run_ours(server: Any, role: str, work: Path, k: int, n: int) -> list[Phase]:
     home.mkdir()
     env = cli_env(server.url, home)
     dataset, output = f"s3://{DATA_BUCKET}/{PREFIX}", f"s3://{OUT_BUCKET}/out-{k}"
-    argv = ["run", dataset, output, "--executor", "aws-batch", "--job-queue", QUEUE,
+    argv = ["run", dataset, output, "--pipeline", "demo", "--executor", "aws-batch",
+            "--job-queue", QUEUE,
             "--job-role", role, "--no-wait", "--json"]
     with measure(server, child=True) as m:
         submitted = bidsbatch(*argv, env=env)

@@ -96,7 +96,8 @@ def main() -> int:
         plan_wall = time.perf_counter() - t
         assert res.returncode == 0, res.stderr
         t = time.perf_counter()
-        res = subprocess.run([str(BIN / "bidsbatch"), "run", str(work / "ds"), str(work / "out"),
+        res = subprocess.run([str(BIN / "bidsbatch"), "run", "--pipeline", "demo",
+                                                      str(work / "ds"), str(work / "out"),
                               "--executor", "slurm", "--slurm-extra=--hold",
                               "--slurm-poll-seconds", "0", "--no-wait", "--json"],
                              env=env, capture_output=True, text=True)

@@ -211,7 +211,7 @@ def _s3_json(s3: Any, uri: str) -> Any:
 
 def test_run_is_one_array_job_and_a_group_job(batch: Batch, ds: Path) -> None:
     _bucket, dataset, output = batch.dataset(ds)
-    res = run_cli("run", dataset, output, *batch.flags(), "--json")
+    res = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags(), "--json")
     assert res.returncode == 0, res.stderr
     status = json.loads(res.stdout)
     assert status["counts"]["succeeded"] == 6 and status["group_state"] == "succeeded"
@@ -283,7 +283,8 @@ def test_run_is_one_array_job_and_a_group_job(batch: Batch, ds: Path) -> None:
 
 def test_submitted_command_runs_the_right_scan_as_a_batch_child(batch: Batch, ds: Path) -> None:
     bucket, dataset, output = batch.dataset(ds)
-    res = run_cli("run", dataset, output, *batch.flags(), "--no-wait", "--json")
+    res = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags(), "--no-wait",
+                  "--json")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
     jobs = {j.kind: j for j in _ledger_jobs(run_id)}
@@ -320,22 +321,26 @@ def test_submitted_command_runs_the_right_scan_as_a_batch_child(batch: Batch, ds
     assert f"==> the worker's log {output}/.bidsbatch/done/{array.scans[4]}.log" in logs.stdout
     assert f"scan {array.scans[4]} of run {run_id}" in logs.stdout
     # the same run again: the two scans with a marker are skipped, not submitted
-    again = run_cli("run", dataset, output, *batch.flags(), "--no-wait", "--json")
+    again = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags(), "--no-wait",
+                    "--json")
     assert again.returncode == 0, again.stderr
     assert sorted(json.loads(again.stdout)["skipped"]) == sorted(array.scans[i] for i in (1, 4))
 
 
 def test_job_definition_is_reused_and_image_changes_only_it(batch: Batch, ds: Path) -> None:
     _bucket, dataset, output = batch.dataset(ds)
-    first = _json(run_cli("run", dataset, output, "-p", "01", *batch.flags(), "--json"))
-    second = _json(run_cli("run", dataset, output, "-p", "02", *batch.flags(), "--json"))
+    first = _json(run_cli("run", "--pipeline", "demo", dataset, output, "-p", "01",
+                          *batch.flags(), "--json"))
+    second = _json(run_cli("run", "--pipeline", "demo", dataset, output, "-p", "02",
+                           *batch.flags(), "--json"))
     assert first["run_id"] != second["run_id"]
     assert len(batch.calls("registerjobdefinition")) == 1
     arns = {b["jobDefinition"] for b in batch.calls("submitjob")}
     assert len(arns) == 1
     # --image: a new job definition, the same plan (run id, config hashes) and run
     image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/bidsbatch-demo:app-bb0.1.0"
-    third = _json(run_cli("run", dataset, output, "-p", "01", *batch.flags("--image", image),
+    third = _json(run_cli("run", "--pipeline", "demo", dataset, output, "-p", "01",
+                          *batch.flags("--image", image),
                           "--force", "--json"))
     assert third["run_id"] == first["run_id"] and third["counts"]["succeeded"] == 2
     assert len(batch.calls("registerjobdefinition")) == 2
@@ -360,7 +365,7 @@ def test_failed_scans_then_retry_submits_only_those(failing_batch: Batch, ds: Pa
             batch.s3.put_object(Bucket=bucket, Body=json.dumps(marker).encode(),
                                 Key=f"derivatives/demo/.bidsbatch/done/{spec['scan_id']}.json")
     batch.server.reset_requests()
-    res = run_cli("run", dataset, output, *batch.flags(), "--json")
+    res = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags(), "--json")
     assert res.returncode == 1
     status = json.loads(res.stdout)
     assert status["counts"]["skipped"] == 2 and status["counts"]["failed"] == 4
@@ -388,7 +393,8 @@ def test_failed_scans_then_retry_submits_only_those(failing_batch: Batch, ds: Pa
 
 def test_status_reads_summaries_and_batches_describe_jobs(batch: Batch, big_ds: Path) -> None:
     _bucket, dataset, output = batch.dataset(big_ds)
-    res = run_cli("run", dataset, output, *batch.flags("--array-size", "50"), "--no-wait",
+    res = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags("--array-size",
+                  "50"), "--no-wait",
                   "--json")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
@@ -426,7 +432,8 @@ def test_status_reads_summaries_and_batches_describe_jobs(batch: Batch, big_ds: 
 def test_children_of_a_live_array_are_listed_by_state(moving_batch: Batch, ds: Path) -> None:
     batch = moving_batch
     _bucket, dataset, output = batch.dataset(ds)
-    res = run_cli("run", dataset, output, *batch.flags(), "--no-wait", "--json")
+    res = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags(), "--no-wait",
+                  "--json")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
     parent = next(j for j in _ledger_jobs(run_id) if j.kind == "array").job_id
@@ -513,7 +520,8 @@ def test_rerun_after_a_crash_submits_only_the_rest(queued_batch: Batch, ds: Path
     assert status["counts"]["submitted"] == 2 and status["counts"]["planned"] == 4
     # the same command again, ledger intact: the first array's scans are left alone
     batch.server.reset_requests()
-    res = run_cli("run", dataset, output, *batch.flags("--array-size", "2"), "--no-wait",
+    res = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags("--array-size", "2"),
+                  "--no-wait",
                   "--json")
     assert res.returncode == 0, res.stderr
     assert len(batch.calls("submitjob")) == 3  # two arrays for the four others, the group
@@ -524,7 +532,8 @@ def test_rerun_after_a_crash_submits_only_the_rest(queued_batch: Batch, ds: Path
     # and again, the ledger lost: every job is found by name, nothing is submitted
     _drop_ledger(run_id)
     batch.server.reset_requests()
-    res = run_cli("run", dataset, output, *batch.flags("--array-size", "2"), "--no-wait",
+    res = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags("--array-size", "2"),
+                  "--no-wait",
                   "--json")
     assert res.returncode == 0, res.stderr
     assert batch.calls("submitjob") == []
@@ -541,7 +550,8 @@ def test_crash_and_lost_ledger_then_rerun_submits_only_the_rest(queued_batch: Ba
     run_id = _crash_after_first_array(dataset, output, batch)
     _drop_ledger(run_id)
     batch.server.reset_requests()
-    res = run_cli("run", dataset, output, *batch.flags("--array-size", "2"), "--no-wait",
+    res = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags("--array-size", "2"),
+                  "--no-wait",
                   "--json")
     assert res.returncode == 0, res.stderr
     assert len(batch.calls("submitjob")) == 3
@@ -554,7 +564,8 @@ def test_crash_and_lost_ledger_then_rerun_submits_only_the_rest(queued_batch: Ba
 def test_cancel_terminates_each_live_job_once(queued_batch: Batch, ds: Path) -> None:
     batch = queued_batch
     _bucket, dataset, output = batch.dataset(ds)
-    res = run_cli("run", dataset, output, *batch.flags("--array-size", "4"), "--no-wait",
+    res = run_cli("run", "--pipeline", "demo", dataset, output, *batch.flags("--array-size", "4"),
+                  "--no-wait",
                   "--json")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
@@ -578,7 +589,8 @@ def test_a_job_batch_forgot_is_settled_by_the_markers(batch: Batch, ds: Path) ->
     from bidsbatch.runs import runs_root
 
     bucket, dataset, output = batch.dataset(ds)
-    res = run_cli("run", dataset, output, "-p", "01", *batch.flags(), "--no-wait", "--json")
+    res = run_cli("run", "--pipeline", "demo", dataset, output, "-p", "01", *batch.flags(),
+                  "--no-wait", "--json")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
     scans = ["sub-01_ses-1", "sub-01_ses-2"]
@@ -605,7 +617,8 @@ def test_a_job_batch_forgot_is_settled_by_the_markers(batch: Batch, ds: Path) ->
 
 def test_logs_read_every_attempt_from_cloudwatch(batch: Batch, ds: Path) -> None:
     _bucket, dataset, output = batch.dataset(ds)
-    res = run_cli("run", dataset, output, "-p", "03", *batch.flags(), "--json")
+    res = run_cli("run", "--pipeline", "demo", dataset, output, "-p", "03", *batch.flags(),
+                  "--json")
     assert res.returncode == 0, res.stderr
     status = json.loads(res.stdout)
     rec = next(s for s in status["scans"] if s["scan_id"] == "sub-03_ses-2")
@@ -641,7 +654,8 @@ def test_no_credentials_in_any_request_and_environment_settings(
         job_queue_arn=f"arn:aws:batch:us-east-1:123456789012:job-queue/{QUEUE}",
         job_role_arn=batch.role, log_group="/bidsbatch/lab"))
     bucket, dataset, output = batch.dataset(ds)
-    res = run_cli("run", dataset, output, "--executor", "aws-batch", "--environment", "lab",
+    res = run_cli("run", "--pipeline", "demo", dataset, output, "--executor", "aws-batch",
+                  "--environment", "lab",
                   "--json")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
@@ -692,7 +706,7 @@ def test_refusals_are_one_clear_line(batch: Batch, ds: Path, tmp_path: Path,
         bad.write_text(preset.read_text() + '\n[env]\nAWS_SECRET_ACCESS_KEY = "x"\n')
         flags = [*flags, "--pipeline", str(bad)]
         expect = "refusing to pass AWS_SECRET_ACCESS_KEY"
-    res = run_cli("run", *args, *flags)
+    res = run_cli("run", "--pipeline", "demo", *args, *flags)
     assert res.returncode == 2, res.output
     assert expect in res.stderr
     assert "Traceback" not in res.stderr

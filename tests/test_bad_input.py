@@ -61,10 +61,10 @@ def refused_unchanged(root: Path, code: int, *args: str, needles: tuple[str, ...
 def test_output_reached_through_a_symlink_is_the_dataset(ds: Path, tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(ds)
-    refused_unchanged(tmp_path, 2, "run", str(ds), str(link), "-p", "01",
+    refused_unchanged(tmp_path, 2, "run", "--pipeline", "demo", str(ds), str(link), "-p", "01",
                       needles=("is the dataset", "through symlinks"))
     # the reverse: the dataset through the link, the output the dataset itself
-    refused_unchanged(tmp_path, 2, "run", str(link), str(ds), "-p", "01",
+    refused_unchanged(tmp_path, 2, "run", "--pipeline", "demo", str(link), str(ds), "-p", "01",
                       needles=("is the dataset",))
     refused_unchanged(tmp_path, 2, "plan", str(ds), str(ds), needles=("is the dataset",))
 
@@ -78,7 +78,8 @@ def test_output_inside_or_holding_the_dataset(ds: Path, tmp_path: Path) -> None:
                       needles=("holds the dataset",))
     up = tmp_path / "up"
     up.symlink_to(tmp_path)
-    refused_unchanged(tmp_path, 2, "run", str(ds), str(up), needles=("holds the dataset",))
+    refused_unchanged(tmp_path, 2, "run", "--pipeline", "demo", str(ds), str(up),
+                                   needles=("holds the dataset",))
     # the BIDS place for derivatives stays allowed
     res = run_cli("plan", str(ds), str(ds / "derivatives" / "demo"), "--run-dir",
                   str(tmp_path / "r"))
@@ -185,7 +186,8 @@ def test_typer_pin_allows_the_installed_version() -> None:
 def done_run(ds: Path, tmp_path: Path) -> Path:
     """A finished local run of one scan; its run directory."""
     run_dir = tmp_path / "run"
-    res = run_cli("run", str(ds), str(tmp_path / "out"), "-p", "01", "--run-dir", str(run_dir))
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), "-p", "01",
+                  "--run-dir", str(run_dir))
     assert res.returncode == 0, res.stderr
     return run_dir
 
@@ -322,7 +324,8 @@ def test_requester_pays_and_no_sign_request_together(tmp_path: Path) -> None:
 ])
 def test_option_combinations_checked_before_anything_runs(args: list[str], needle: str,
                                                           ds: Path, tmp_path: Path) -> None:
-    refused_unchanged(tmp_path, 2, "run", str(ds), str(tmp_path / "out"), *args,
+    refused_unchanged(tmp_path, 2, "run", "--pipeline", "demo", str(ds), str(tmp_path / "out"),
+                                   *args,
                       needles=(needle,))
 
 
@@ -379,7 +382,7 @@ def test_git_annex_symlinks_inside_the_dataset_keep_working(ds: Path, tmp_path: 
         path.rename(target)
         path.symlink_to(os.path.relpath(target, path.parent))
     out = tmp_path / "out"
-    res = run_cli("run", str(ds), str(out), "-p", "01", "--json")
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(out), "-p", "01", "--json")
     assert res.returncode == 0, res.stderr
     assert "refused unsafe key" not in res.stderr
     assert json.loads(res.stdout)["counts"]["succeeded"] == 1

@@ -415,7 +415,7 @@ def test_cli_cost_of_a_batch_run_from_its_ledger(tmp_path: Path) -> None:
 
 def test_cli_cost_after_a_local_run_shows_cpu_time_and_no_dollars(ds: Path,
                                                                   tmp_path: Path) -> None:
-    res = run_cli("run", str(ds), str(tmp_path / "out"), "-p", "01", "--json")
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), "-p", "01", "--json")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
     cost = run_cli("cost", run_id, "--json")

@@ -294,7 +294,8 @@ def _states(status: dict[str, Any]) -> dict[str, str]:
 
 def _submit(h: Harness, dataset: str, output: str, *extra: str,
             env: dict[str, str] | None = None) -> dict[str, Any]:
-    res = cli("run", dataset, output, *h.flags(), *extra, "--no-wait", "--json",
+    res = cli("run", "--pipeline", "demo", dataset, output, *h.flags(), *extra, "--no-wait",
+              "--json",
               env={**h.env, **(env or {})})
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
@@ -383,7 +384,8 @@ def test_a_job_the_engine_lost_is_failed_not_running_forever(ds: Path, tmp_path:
     what every engine's poll does with a job that vanished.
     """
     out = tmp_path / "out"
-    res = cli("run", str(ds), str(out), "--executor", "fake", "--fake-lose", "sub-01_ses-1",
+    res = cli("run", "--pipeline", "demo", str(ds), str(out), "--executor", "fake", "--fake-lose",
+              "sub-01_ses-1",
               "--json")
     assert res.returncode == 1, res.stderr
     status = json.loads(res.stdout)
@@ -396,7 +398,7 @@ def test_a_job_the_engine_lost_is_failed_not_running_forever(ds: Path, tmp_path:
 
 
 def test_options_of_another_executor_are_refused(ds: Path, tmp_path: Path) -> None:
-    res = cli("run", str(ds), str(tmp_path / "out"), "--job-queue", "q")
+    res = cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), "--job-queue", "q")
     assert res.returncode == 2
     assert "--job-queue is an option of the aws-batch executor, not of local" in res.stderr
 
@@ -413,14 +415,15 @@ def test_a_plugin_executor_is_one_module_and_one_entry_point(toy_plugin: Path,
     plain = cli("run", "--help")
     assert "--toy-greeting" not in plain.stdout  # not installed: not there
     out = tmp_path / "out"
-    res = cli("run", str(ds), str(out), "--executor", "toy", "--toy-greeting", "bonjour",
+    res = cli("run", "--pipeline", "demo", str(ds), str(out), "--executor", "toy",
+              "--toy-greeting", "bonjour",
               "-p", "01", "--json", env=env)
     assert res.returncode == 0, res.stderr
     status = json.loads(res.stdout)
     assert status["counts"]["succeeded"] == 2
     logs = cli("logs", status["run_id"], "sub-01_ses-1", env=env)
     assert logs.stdout.splitlines()[0] == "bonjour"
-    unknown = cli("run", str(ds), str(out), "--executor", "nope")
+    unknown = cli("run", "--pipeline", "demo", str(ds), str(out), "--executor", "nope")
     assert unknown.returncode == 2 and "unknown executor 'nope'" in unknown.stderr
     assert "choose one of: local, aws-batch, slurm, fake" in unknown.stderr
 

@@ -50,7 +50,7 @@ def test_run_outputs_and_records_are_readable_by_the_group(tmp_path: Path,
     ds = make_dataset(tmp_path / "ds", subjects=1, sessions=None, shape=(8, 8, 6),
                       n_volumes=4)
     out, run_dir = tmp_path / "out", tmp_path / "run"
-    res = run_cli("run", str(ds), str(out), "--run-dir", str(run_dir))
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(out), "--run-dir", str(run_dir))
     assert res.returncode == 0, res.stderr
     written = [p for p in out.rglob("*") if p.is_file()]
     assert any(p.name.endswith("_desc-brain_mask.nii.gz") for p in written)
@@ -60,6 +60,7 @@ def test_run_outputs_and_records_are_readable_by_the_group(tmp_path: Path,
     # A rerun that replaces an output keeps the mode its owner gave it.
     mask = next(p for p in written if p.name.endswith("_desc-brain_mask.nii.gz"))
     mask.chmod(0o640)
-    again = run_cli("run", str(ds), str(out), "--run-dir", str(run_dir), "--force")
+    again = run_cli("run", "--pipeline", "demo", str(ds), str(out), "--run-dir", str(run_dir),
+                    "--force")
     assert again.returncode == 0, again.stderr
     assert _mode(mask) == 0o640

@@ -102,7 +102,8 @@ def test_taskset_one_cpu_gives_one_slot(tmp_path: Path) -> None:
                       n_volumes=4)
     run_dir = tmp_path / "run"
     proc = subprocess.run(
-        [taskset, "-c", "0", str(BIN / "bidsbatch"), "run", str(ds), str(tmp_path / "out"),
+        [taskset, "-c", "0", str(BIN / "bidsbatch"), "run", "--pipeline", "demo", str(ds),
+                                                     str(tmp_path / "out"),
          "--run-dir", str(run_dir), "--json"],
         capture_output=True, text=True, timeout=300,
     )

@@ -57,7 +57,8 @@ def test_two_runs_started_together_run_each_scan_once(trial: int, ds: Path,
     before = tree_sums(ds)
     out = tmp_path / "out"
     env = {"BIDSBATCH_DEMO_SLEEP": "1"}
-    procs = [_start("run", str(ds), str(out), "--jobs", "3", env=env) for _ in range(2)]
+    procs = [_start("run", "--pipeline", "demo", str(ds), str(out), "--jobs", "3",
+                    env=env) for _ in range(2)]
     results = [(*p.communicate(timeout=240), p.returncode) for p in procs]
     results = [(code, out, err) for out, err, code in results]
     codes = sorted(r[0] for r in results)
@@ -78,7 +79,8 @@ def test_two_run_dirs_into_one_output_run_each_scan_once(trial: int, ds: Path,
     out = tmp_path / "out"
     a, b = tmp_path / "run-a", tmp_path / "run-b"
     env = {"BIDSBATCH_DEMO_SLEEP": "2"}
-    procs = [_start("run", str(ds), str(out), "--jobs", "3", "--run-dir", str(r), "--json",
+    procs = [_start("run", "--pipeline", "demo", str(ds), str(out), "--jobs", "3", "--run-dir",
+                    str(r), "--json",
                     env=env) for r in (a, b)]
     results = [(*p.communicate(timeout=240), p.returncode) for p in procs]
     results = [(code, out, err) for out, err, code in results]
@@ -115,7 +117,7 @@ def test_a_held_lease_is_skipped_and_said_so(ds: Path, tmp_path: Path) -> None:
     holder = subprocess.Popen(["sleep", "120"])
     try:
         (claims / "sub-01.json").write_bytes(_lease("sub-01", pid=holder.pid, expires_in=600))
-        res = run_cli("run", str(ds), str(out), "-p", "01", "--json")
+        res = run_cli("run", "--pipeline", "demo", str(ds), str(out), "-p", "01", "--json")
         assert res.returncode == 0, res.stderr
         scan = json.loads(res.stdout)["scans"][0]
         assert scan["state"] == "skipped"
@@ -127,7 +129,7 @@ def test_a_held_lease_is_skipped_and_said_so(ds: Path, tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     # the holder is gone: the next run takes the lease over and runs the scan
-    res = run_cli("run", str(ds), str(out), "-p", "01", "--json")
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(out), "-p", "01", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["scans"][0]["state"] == "succeeded"
     assert not (claims / "sub-01.json").exists()
@@ -138,7 +140,7 @@ def test_an_expired_lease_is_taken_over(ds: Path, tmp_path: Path) -> None:
     claims = out / ".bidsbatch" / "claims"
     claims.mkdir(parents=True)
     (claims / "sub-02.json").write_bytes(_lease("sub-02", pid=os.getpid(), expires_in=-5))
-    res = run_cli("run", str(ds), str(out), "-p", "02", "--json")
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(out), "-p", "02", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["scans"][0]["state"] == "succeeded"
 
@@ -149,7 +151,7 @@ def test_a_lease_on_s3_output_is_honoured(ds: Path, tmp_path: Path, s3, aws) -> 
     out = f"s3://{bucket}/derivs"
     s3.put_object(Bucket=bucket, Key="derivs/.bidsbatch/claims/sub-03.json",
                   Body=_lease("sub-03", pid=os.getpid(), expires_in=600))
-    res = run_cli("run", str(ds), out, "-p", "01,03", "--json")
+    res = run_cli("run", "--pipeline", "demo", str(ds), out, "-p", "01,03", "--json")
     assert res.returncode == 0, res.stderr
     states = {s["scan_id"]: (s["state"], s["reason"]) for s in json.loads(res.stdout)["scans"]}
     assert states["sub-01"][0] == "succeeded"
@@ -179,7 +181,8 @@ def _pids_with_env(needle: str) -> list[int]:
 
 def test_the_app_dies_with_its_killed_worker(ds: Path, tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
-    res = run_cli("run", str(ds), str(tmp_path / "out"), "-p", "01", "--no-wait", "--json",
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), "-p", "01",
+                  "--no-wait", "--json",
                   "--scratch", str(scratch), env={"BIDSBATCH_DEMO_SLEEP": "120"})
     assert res.returncode == 0, res.stderr
     run_dir = Path(json.loads(res.stdout)["run_dir"])
@@ -204,7 +207,8 @@ def test_the_app_dies_with_its_killed_worker(ds: Path, tmp_path: Path) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.3)
     assert list(scratch.glob("bidsbatch-sub-01-*"))  # a SIGKILLed worker cannot clean up
-    again = run_cli("run", str(ds), str(tmp_path / "out"), "-p", "01", "--json",
+    again = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), "-p", "01",
+                    "--json",
                     "--scratch", str(scratch))
     assert again.returncode == 0, again.stderr
     assert list(scratch.glob("bidsbatch-*")) == []

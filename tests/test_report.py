@@ -53,7 +53,7 @@ def local_run(tmp_path_factory) -> tuple[RunDir, str]:  # type: ignore[no-untype
     base = tmp_path_factory.mktemp("local-run")
     ds = make_dataset(base / "ds", subjects=3, sessions=("1", "2"), shape=(12, 12, 8),
                       n_volumes=8)
-    res = run_cli("run", str(ds), str(base / "out"), "--json",
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(base / "out"), "--json",
                   env={"BIDSBATCH_DEMO_FAIL": "02", "BIDSBATCH_HOME": str(base / "home"),
                        "BIDSBATCH_CONFIG_DIR": str(base / "config")})
     assert res.returncode == 1, res.stderr  # two scans failed

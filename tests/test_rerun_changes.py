@@ -37,7 +37,7 @@ def _plan(ds: Path, out: Path) -> tuple[dict, str]:
 
 
 def _run(ds: Path, out: Path) -> dict:
-    res = run_cli("run", str(ds), str(out), "--json", "--no-wait")
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(out), "--json", "--no-wait")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
     status = run_cli("status", run_id, "--watch", "--json")

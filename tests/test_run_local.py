@@ -37,7 +37,7 @@ def _states(status: dict) -> dict[str, str]:
 
 def test_local_in_local_out_then_resume(ds: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = run_cli("run", str(ds), str(out), "--json")
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(out), "--json")
     assert res.returncode == 0, res.stderr
     status = json.loads(res.stdout)
     assert status["counts"]["succeeded"] == 6 and status["group_state"] == "succeeded"
@@ -51,19 +51,20 @@ def test_local_in_local_out_then_resume(ds: Path, tmp_path: Path) -> None:
     assert not errors, describe(errors)
     # the second run of the same command skips everything and touches no data
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.csv")}
-    again = run_cli("run", str(ds), str(out), "--json")
+    again = run_cli("run", "--pipeline", "demo", str(ds), str(out), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["counts"]["skipped"] == 6
     assert "6 already done (skipped)" in again.stderr
     assert stamp == {p: p.stat().st_mtime_ns for p in out.rglob("*.csv")}
     # --force redoes them
-    forced = run_cli("run", str(ds), str(out), "-p", "01", "--force", "--json")
+    forced = run_cli("run", "--pipeline", "demo", str(ds), str(out), "-p", "01", "--force",
+                     "--json")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(forced.stdout)["counts"]["succeeded"] == 2
 
 
 def test_status_logs_and_latest_run(ds: Path, tmp_path: Path) -> None:
-    res = run_cli("run", str(ds), str(tmp_path / "out"), "-p", "02", "--json")
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), "-p", "02", "--json")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
     latest = run_cli("status", "--json")
@@ -82,7 +83,8 @@ def test_status_logs_and_latest_run(ds: Path, tmp_path: Path) -> None:
 
 def test_one_failing_scan_then_retry_failed_only(ds: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = run_cli("run", str(ds), str(out), "--json", env={"BIDSBATCH_DEMO_FAIL": "02"})
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(out), "--json",
+                  env={"BIDSBATCH_DEMO_FAIL": "02"})
     assert res.returncode == 1
     status = json.loads(res.stdout)
     states = _states(status)
@@ -113,7 +115,7 @@ def test_changed_pipeline_setting_redoes_the_scans(ds: Path, tmp_path: Path) -> 
     from bidsbatch.pipelines import load_pipeline  # noqa: F401  (the preset is the base)
 
     out = tmp_path / "out"
-    assert run_cli("run", str(ds), str(out), "-p", "01").returncode == 0
+    assert run_cli("run", "--pipeline", "demo", str(ds), str(out), "-p", "01").returncode == 0
     preset = (Path(__import__("bidsbatch").__file__).parent / "presets/demo.toml").read_text()
     changed = tmp_path / "demo-grid3.toml"
     changed.write_text(preset.replace('"participant",', '"participant", '
@@ -126,7 +128,8 @@ def test_changed_pipeline_setting_redoes_the_scans(ds: Path, tmp_path: Path) -> 
 
 def test_cancel_stops_running_scans(ds: Path, tmp_path: Path) -> None:
     env = {"BIDSBATCH_DEMO_SLEEP": "60"}
-    res = run_cli("run", str(ds), str(tmp_path / "out"), "--no-wait", "--jobs", "2",
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), "--no-wait",
+                  "--jobs", "2",
                   "--json", env=env)
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
@@ -147,7 +150,8 @@ def test_cancel_stops_running_scans(ds: Path, tmp_path: Path) -> None:
 
 def test_ctrl_c_cancels_the_run(ds: Path, tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [str(BIN / "bidsbatch"), "run", str(ds), str(tmp_path / "out"), "--jobs", "1"],
+        [str(BIN / "bidsbatch"), "run", "--pipeline", "demo", str(ds), str(tmp_path / "out"),
+                                 "--jobs", "1"],
         env={**os.environ, "BIDSBATCH_DEMO_SLEEP": "60"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -165,7 +169,8 @@ def test_s3_in_s3_out_and_resume_without_downloads(ds: Path, tmp_path: Path, s3,
     bucket = unique_bucket()
     upload_tree(s3, ds, bucket, "bids/ds")
     out = f"s3://{bucket}/derivatives/demo"
-    res = run_cli("run", f"s3://{bucket}/bids/ds", out, "-p", "01,03", "--json")
+    res = run_cli("run", "--pipeline", "demo", f"s3://{bucket}/bids/ds", out, "-p", "01,03",
+                  "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["counts"]["succeeded"] == 4
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket,
@@ -174,7 +179,8 @@ def test_s3_in_s3_out_and_resume_without_downloads(ds: Path, tmp_path: Path, s3,
     assert "derivatives/demo/group_brainvolume.tsv" in keys
     assert any(k.endswith("_connectome.csv") for k in keys)
     aws.reset_requests()
-    again = run_cli("run", f"s3://{bucket}/bids/ds", out, "-p", "01,03", "--json")
+    again = run_cli("run", "--pipeline", "demo", f"s3://{bucket}/bids/ds", out, "-p", "01,03",
+                    "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["counts"]["skipped"] == 4
     data_gets = [r for r in aws.requests() if r["method"] == "GET"

@@ -74,7 +74,8 @@ def _jobs(run_dir: str, kind: str) -> list[tuple[str, list[str], dict]]:
 def test_run_status_logs_cost_report(ds: Path, tmp_path: Path, slurm: SlurmCluster) -> None:
     out = tmp_path / "out"
     env = _env(slurm)
-    res = run_cli("run", str(ds), str(out), *FAST, "--json", env=env, timeout=240)
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(out), *FAST, "--json", env=env,
+                  timeout=240)
     assert res.returncode == 0, res.stderr + slurm.log_tail()
     status = json.loads(res.stdout)
     assert status["counts"]["succeeded"] == 6 and status["group_state"] == "succeeded"
@@ -111,7 +112,8 @@ def test_run_status_logs_cost_report(ds: Path, tmp_path: Path, slurm: SlurmClust
     assert cost.returncode == 0, cost.stderr
     assert (Path(status["run_dir"]) / "report.html").exists()
     # a second run skips every scan and submits nothing
-    again = run_cli("run", str(ds), str(out), *FAST, "--json", env=env, timeout=120)
+    again = run_cli("run", "--pipeline", "demo", str(ds), str(out), *FAST, "--json", env=env,
+                    timeout=120)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["counts"]["skipped"] == 6
     assert len(_jobs(status["run_dir"], "array")) == 1
@@ -120,7 +122,8 @@ def test_run_status_logs_cost_report(ds: Path, tmp_path: Path, slurm: SlurmClust
 def test_killed_task_retry_while_running_then_cancel(ds: Path, tmp_path: Path,
                                                     slurm: SlurmCluster) -> None:
     env = _env(slurm, BIDSBATCH_DEMO_SLEEP="60")
-    res = run_cli("run", str(ds), str(tmp_path / "out"), *FAST, "--no-wait", "--json",
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), *FAST, "--no-wait",
+                  "--json",
                   env=env)
     assert res.returncode == 0, res.stderr
     started = json.loads(res.stdout)
@@ -171,7 +174,7 @@ def test_killed_task_retry_while_running_then_cancel(ds: Path, tmp_path: Path,
 def test_throttle_and_group_dependency(ds: Path, tmp_path: Path,
                                        slurm: SlurmCluster) -> None:
     env = _env(slurm, BIDSBATCH_DEMO_SLEEP="2")
-    res = run_cli("run", str(ds), str(tmp_path / "out"), *FAST, "-p", "01,02",
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), *FAST, "-p", "01,02",
                   "--slurm-max-running", "1", "--no-wait", "--json", env=env)
     assert res.returncode == 0, res.stderr
     started = json.loads(res.stdout)
@@ -212,7 +215,7 @@ def test_chunks_by_max_array_size(ds: Path, tmp_path: Path,
                                                      small_cluster: SlurmCluster) -> None:
     out = tmp_path / "out"
     env = _env(small_cluster, BIDSBATCH_DEMO_FAIL="02")
-    res = run_cli("run", str(ds), str(out), "--executor", "slurm",
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(out), "--executor", "slurm",
                   "--slurm-poll-seconds", "1", "--json", env=env, timeout=240)
     assert res.returncode == 1, res.stderr
     status = json.loads(res.stdout)
@@ -236,7 +239,8 @@ def test_vanished_task_fails_with_its_log_tail(ds: Path, tmp_path: Path,
                                                small_cluster: SlurmCluster) -> None:
     """Tasks Slurm forgot (MinJobAge) before a poll saw them end: markers, else failed."""
     env = _env(small_cluster, BIDSBATCH_DEMO_FAIL="02")
-    res = run_cli("run", str(ds), str(tmp_path / "out"), "--executor", "slurm", "-p", "01,02",
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), "--executor",
+                  "slurm", "-p", "01,02",
                   "--slurm-poll-seconds", "15", "--no-wait", "--json", env=env)
     assert res.returncode == 0, res.stderr
     submitted = time.monotonic()  # the next look is due 15 s after the submission ended

@@ -185,7 +185,8 @@ def test_poll_cadence_one_squeue_per_poll(ds: Path, tmp_path: Path, slurm: Slurm
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     env = {**slurm.env, "BIDSBATCH_DEMO_SLEEP": "30"}
-    res = run_cli("run", str(ds), str(tmp_path / "out"), "--executor", "slurm", "--no-wait",
+    res = run_cli("run", "--pipeline", "demo", str(ds), str(tmp_path / "out"), "--executor",
+                  "slurm", "--no-wait",
                   "--json", env=env)
     assert res.returncode == 0, res.stderr
     run = find_run(json.loads(res.stdout)["run_id"])

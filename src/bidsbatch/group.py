@@ -21,6 +21,7 @@ from .containers.settings import ContainerSpec
 from .errors import EX_TEMPFAIL, BidsbatchError, TransientStorageError
 from .markers import STATE_PREFIX
 from .pipelines import CREDENTIAL_VARIABLES, fill_runtime, render_template
+from .provenance import read_description, record_for_group
 from .specs import RunInfo, canonical_json
 from .storage import LocalLocation, Location, open_location
 from .storage.transfer import Collected, collect_files, download_many, upload_tree
@@ -56,6 +57,7 @@ def run_group_step(run_uri: str, *, scratch: Path | None = None, keep_scratch: b
     output = info.open_output()
     work = Scratch.make(scratch_base(scratch, os.environ), "group")
     started = utcnow()
+    description_before = read_description(output)  # a group app may rewrite it: merged back
     try:
         bids_dir = _dataset_dir(dataset, work, log)
         out_dir, before = _output_dir(output, work, log)
@@ -86,6 +88,7 @@ def run_group_step(run_uri: str, *, scratch: Path | None = None, keep_scratch: b
             changed = _changed_since(out_dir, before)
             log.info(f"stage-out: {len(changed.files)} file(s) written by the group step")
             upload_tree(out_dir, output, excludes=[], collected=changed)
+        record_for_group(output, info, before=description_before, log=log)
         output.write_text(group_record_key(info.run_id), canonical_json({
             "run_id": info.run_id, "exit_code": 0, "started_at": iso(started),
             "finished_at": iso(utcnow()), "argv": argv, "host": socket.gethostname(),

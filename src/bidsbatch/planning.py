@@ -12,8 +12,9 @@ from .containers.settings import ContainerSpec
 from .errors import DatasetError, UsageError
 from .fingerprint import ParticipantsTable, config_hash, fingerprint
 from .pipelines import Pipeline, check_no_credentials, load_pipeline
+from .runlist import remember
 from .runmarker import claim_run_dir, previous_scans
-from .runs import RunDir, mark_latest, runs_root
+from .runs import RunDir, runs_root
 from .safety import check_output_apart, check_run_dir_apart, check_s3_options
 from .scan_inputs import missing_required, without_excluded
 from .selection import Selection
@@ -64,7 +65,7 @@ class Plan:
         except OSError as exc:
             raise UsageError(f"cannot write run directory {run.path}: {exc.strerror}",
                              hint="give --run-dir a writable folder") from None
-        mark_latest(run)
+        remember(run)  # for `bidsbatch runs`; the latest-run pointer moves when a run starts
         self._written = run
         return run
 

@@ -46,6 +46,7 @@ from .executors import Executor
 from .ledger import GroupRecord, Ledger, ScanRecord
 from .pricing import PriceTable, job_resources, load_prices, run_cost_for
 from .report_assets import CSS, JS
+from .report_scans import details_section, failure_extras
 from .runner import executor_for
 from .runs import RunDir
 from .specs import RunInfo
@@ -127,6 +128,7 @@ def render(data: ReportData, *, out_dir: Path) -> str:
         _cost_section(data),
         "</section>",
         _table_section(data, out_dir=out_dir),
+        details_section(data, out_dir=out_dir),
         _failures_section(data),
         _footer(data),
     ]
@@ -762,6 +764,7 @@ def _failures_section(data: ReportData) -> str:
             f'<span class="mono">{e(rec.scan_id)}</span>'
             f'<span class="muted">{e(code)} · {e(attempts)}</span>'
             f'<span class="why">{e((rec.reason or "")[:300])}</span></summary>{where}'
+            f"{failure_extras(data, rec)}"
             "</details>")
     rest = failed[MAX_FAILURE_TAILS:]
     more = ""

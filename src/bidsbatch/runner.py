@@ -20,7 +20,7 @@ from .ledger import GroupRecord, Ledger, ScanRecord
 from .markers import done_scans
 from .planning import Plan
 from .runlock import run_lock
-from .runs import RunDir
+from .runs import RunDir, mark_latest
 from .specs import Spec
 from .states import ACTIVE, GroupState, ScanState
 
@@ -42,6 +42,7 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
     written again.
     """
     run = plan.write(run_dir)
+    mark_latest(run)  # started, not just planned: status/logs/retry without RUN find it
     # One starter at a time per run directory (the local supervisor keeps holding it).
     with run_lock(run.path), Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(s.scan_id for s in plan.specs)

@@ -115,7 +115,9 @@ def _find_run(ref: str | None) -> RunDir:
         latest = bidsbatch_home() / "latest"
         if not latest.exists():
             raise RunNotFoundError(
-                "no run yet", hint="plan or run one first: bidsbatch run DATASET OUTPUT"
+                "no run started yet",
+                hint="start one with: bidsbatch run DATASET OUTPUT --pipeline NAME (a planned "
+                     "run is named by its id: bidsbatch runs lists them)"
             )
         return RunDir(Path(latest.read_text().strip()))
     as_path = Path(ref).expanduser()

@@ -44,6 +44,7 @@ from typing import IO, TextIO
 
 from . import __version__
 from .containers.job import AppPaths, prepare_app
+from .crashfiles import CrashFile, remove_crash_files, with_debugging
 from .errors import (
     EX_CANNOT_EXECUTE,
     EX_CLAIMED,
@@ -72,6 +73,7 @@ from .markers import (
 )
 from .orphans import die_with_parent, write_pid_file
 from .pipelines import CREDENTIAL_VARIABLES, check_no_credentials, fill_runtime
+from .provenance import record_for_scan, take_app_description, with_description
 from .specs import Manifest, Spec, canonical_json
 from .storage import Location, OutputFile, open_location, safe_key
 from .storage.transfer import (
@@ -142,6 +144,10 @@ class FailureRecord:
     executor_job_id: str | None = None
     host: str | None = None
     bidsbatch_version: str | None = None
+    #: The app's crash files saved next to this record (:mod:`bidsbatch.crashfiles`).
+    crash_files: list[CrashFile] = field(default_factory=list)
+    #: The scratch folder left on ``host`` by ``--keep-scratch``.
+    kept_scratch: str | None = None
 
     def to_json(self) -> str:
         return canonical_json(asdict(self))
@@ -556,6 +562,10 @@ def commit(output: Location, marker: Marker, *, log: WorkerLog) -> None:
             output.delete(key)
         except StorageError as exc:  # the scan is done; a stale record is only noise
             log.info(f"warning: could not remove the old failure record {key}: {exc}")
+    try:
+        remove_crash_files(output, marker.scan_id)
+    except StorageError as exc:
+        log.info(f"warning: could not remove the old crash files: {exc}")
 
 
 # --------------------------------------------------------------------------- the whole job
@@ -570,6 +580,8 @@ class _Attempt:
     started: datetime
     stage: str = "check"
     host: str = field(default_factory=socket.gethostname)
+    scratch: Scratch | None = None  # once made: a failure saves its crash files from it
+    failed: bool = False
 
     def failure(self, exit_code: int, reason: str) -> FailureRecord:
         s = self.spec
@@ -640,7 +652,7 @@ def run_worker(
                      "committed by another run meanwhile; nothing to do")
             return EX_OK
 
-        scratch = Scratch.make(scratch_base(options.scratch, env), spec.scan_id)
+        scratch = job.scratch = Scratch.make(scratch_base(options.scratch, env), spec.scan_id)
         write_pid_file(scratch.root)  # the next run removes it if this worker is killed
         log.attach(scratch.log)
         log.info(f"scratch: {scratch.root}")
@@ -668,7 +680,7 @@ def run_worker(
         if result.exit_code != 0:
             reason = result.reason or f"app exited with code {result.exit_code}"
             log.error(f"{spec.scan_id}: {reason}; no outputs uploaded, no marker written")
-            _record_failure(out_loc, job.failure(result.exit_code, reason), log=log)
+            _record_failure(out_loc, job.failure(result.exit_code, reason), job=job)
             return result.exit_code
 
         if spec.expected_outputs:
@@ -683,9 +695,12 @@ def run_worker(
             # Its outputs are about to be overwritten: it must not vouch for them.
             log.info(f"removing the previous marker (config {previous.config_hash[:12]})")
             out_loc.delete(marker_key(spec.scan_id))
+        app_description = take_app_description(scratch.out)  # merged, not uploaded as is
         outputs = stage_out(spec, out_loc, scratch, options=options, log=log, sleep=sleep)
 
         job.stage = "commit"
+        described = record_for_scan(out_loc, spec, app_description, log=log)  # GeneratedBy…
+        outputs = with_description(outputs, described)
         marker = Marker(
             run_id=spec.run_id, scan_id=spec.scan_id, config_hash=spec.config_hash,
             attempt=options.attempt, started_at=iso(job.started), finished_at=iso(clock()),
@@ -711,11 +726,8 @@ def run_worker(
         raise
     finally:
         log.close()
-        if scratch is not None:
-            if options.keep_scratch:
-                log.info(f"scratch kept: {scratch.root}")
-            else:
-                scratch.remove()
+        if scratch is not None and not (options.keep_scratch and job.failed):
+            scratch.remove()  # a failed attempt's is kept with --keep-scratch (crashfiles.py)
         if claim is not None:
             claim.release()
 
@@ -725,13 +737,17 @@ def _fail(job: _Attempt, output: Location | None, exc: BidsbatchError, code: int
     if code == EX_TEMPFAIL:
         job.log.info(f"exit {EX_TEMPFAIL}: a transient fault; the executor may retry this job")
     if output is not None:
-        _record_failure(output, job.failure(code, str(exc)), log=job.log)
+        _record_failure(output, job.failure(code, str(exc)), job=job)
     return code
 
 
-def _record_failure(output: Location, record: FailureRecord, *, log: WorkerLog) -> None:
-    """Leave the failure record and log next to the markers; best effort."""
+def _record_failure(output: Location, record: FailureRecord, *, job: _Attempt) -> None:
+    """Leave the failure record, log and crash files next to the markers; best effort."""
+    log = job.log
+    job.failed = True
     try:
+        record = with_debugging(output, record, scratch=job.scratch,
+                                keep=job.options.keep_scratch, log=log)
         output.write_text(failed_log_key(record.scan_id), log.text())
         output.write_text(failed_key(record.scan_id), record.to_json())
         log.info(f"failure recorded: {output.describe(failed_key(record.scan_id))}")

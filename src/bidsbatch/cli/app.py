@@ -15,12 +15,15 @@ import typer
 from .. import __version__
 from ..console import err_console, print_error
 from ..errors import BidsbatchError
+from .helpnames import tidy_help
+from .multivalue import spread_values
 
 app = typer.Typer(
     name="bidsbatch",
     help="Run a BIDS App over every scan of a BIDS dataset: locally, on AWS Batch, on Slurm.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion (bash, zsh, fish, PowerShell).
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -49,10 +52,19 @@ def _register() -> None:
     if _state.get("registered"):
         return
     _state["registered"] = True
-    from . import aws, cost, image, plan, run, worker
+    from . import aws, cost, image, plan, run, runs, worker
 
-    for family in (plan, run, worker, image, cost, aws):
+    for family in (plan, run, runs, worker, image, cost, aws):
         family.register(app)
+
+
+def click_command() -> Any:
+    """The click command of the whole CLI, built once per process (help names tidied)."""
+    _register()
+    command = _state.get("command")
+    if command is None:
+        command = _state["command"] = tidy_help(typer.main.get_command(app))
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # typer rebuilds its click command (type hints of every command) on each call;
         # build it once per process: forked workers then start in milliseconds.
-        command = _state.get("command")
-        if command is None:
-            command = _state["command"] = typer.main.get_command(app)
+        command = click_command()
+        args = spread_values(command, args)  # --participant-label 01 02, as BIDS Apps take it
         # Without standalone mode click returns the code of a typer.Exit instead of raising.
         rv = command.main(args=args, prog_name="bidsbatch", standalone_mode=False)
         if isinstance(rv, int):

@@ -386,7 +386,8 @@ def template(
 
 
 def doctor(
-    environment: str | None = typer.Option(None, "--environment", "-e",
+    # No -e: it is run's --executor (short options mean one thing in every command).
+    environment: str | None = typer.Option(None, "--environment",
                                            help="Environment to check (default: the default)."),
     dataset: list[str] | None = typer.Option(None, "--dataset",
                                              help="s3:// dataset to check (repeatable)."),

@@ -412,7 +412,7 @@ def status_cost(run: RunDir, ledger: Ledger,
 def report_command(
     run_ref: RunArg = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Where to write it (default: report.html in the run "
+        "--output", "--out", "-o", help="Where to write it (default: report.html in the run "
         "directory).")] = None,
     prices: PricesOpt = None,
     as_json: JsonOpt = False,

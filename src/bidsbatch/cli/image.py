@@ -30,7 +30,7 @@ def dockerfile_command(
     base: Annotated[str | None, typer.Option(
         help="The image to add bidsbatch to (default: the pipeline's image).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write the Dockerfile here instead of to stdout.")] = None,
+        "--output", "--out", "-o", help="Write the Dockerfile here instead of to stdout.")] = None,
 ) -> None:
     """Print a Dockerfile that adds bidsbatch to a pipeline's image, for AWS Batch."""
     from ..image import dockerfile, image_plan

@@ -34,6 +34,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output o
 PipelineOpt = Annotated[
     str, typer.Option("--pipeline", help="A preset (demo, m2g, fmriprep, mriqc) or a TOML file.")
 ]
+#: ``run``'s: no default, so real data never meets the demo app by omission.
+RequiredPipelineOpt = Annotated[
+    str, typer.Option("--pipeline", help="The pipeline to run (required): a preset (demo, m2g, "
+                      "fmriprep, mriqc) or a TOML file.", show_default=False)
+]
 RunDirOpt = Annotated[
     Path | None, typer.Option("--run-dir", help="Where to keep the run (default: runs home).")
 ]
@@ -69,15 +74,20 @@ class Planning:
 
 
 _PLANNING = [
+    # Space-separated values (``-p 01 02``) are spread by cli/multivalue.py; the
+    # underscore spellings are the BIDS Apps' own (fMRIPrep, MRIQC, m2g).
     parameter("participant_label", Annotated[list[str] | None, typer.Option(
-        "--participant-label", "-p",
-        help="Participant(s) to process, with or without 'sub-'. Repeat or use commas.")],
+        "--participant-label", "--participant_label", "-p", metavar="LABEL...",
+        help="Participant(s) to process, with or without 'sub-': space-separated "
+             "(-p 01 02), repeated or comma-separated.")],
         None),
     parameter("session_label", Annotated[list[str] | None, typer.Option(
-        "--session-label", "-s", help="Session(s) to process, with or without 'ses-'.")],
+        "--session-label", "--session_label", "-s", metavar="LABEL...",
+        help="Session(s) to process, with or without 'ses-' (as --participant-label).")],
         None),
     parameter("exclude_participant", Annotated[list[str] | None, typer.Option(
-        "--exclude-participant", help="Participant(s) to leave out.")], None),
+        "--exclude-participant", "--exclude_participant", metavar="LABEL...",
+        help="Participant(s) to leave out (as --participant-label).")], None),
     parameter("labels_file", Annotated[Path | None, typer.Option(
         "--labels-file",
         help="File of participant labels or scan ids, one a line (or a TSV with "
@@ -142,7 +152,7 @@ def _param(f: SettingField) -> inspect.Parameter:
     kwargs: dict[str, Any] = {"help": f.cli.help, "hidden": f.cli.hidden}
     if f.cli.metavar:
         kwargs["metavar"] = f.cli.metavar
-    flags = (f.flag, f.cli.short) if f.cli.short else (f.flag,)
+    flags = (f.flag, *f.cli.aliases, *((f.cli.short,) if f.cli.short else ()))
     return parameter(f.name, Annotated[f.type | None, typer.Option(*flags, **kwargs)], None)
 
 
@@ -174,7 +184,7 @@ def _check_owners(name: str, given: dict[str, Any],
         if name in engines() and name not in owners:
             raise UsageError(f"{f.flag} is an option of the {' and '.join(owners)} executor, "
                              f"not of {name}",
-                             hint=f"drop it, or choose --executor {owners[0]}")
+                             hint=f.cli.elsewhere or f"drop it, or choose --executor {owners[0]}")
 
 
 def retry_options(func: Callable[..., Any]) -> Callable[..., Any]:

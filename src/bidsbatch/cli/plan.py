@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,10 +11,12 @@ import typer
 
 from ..console import err_console, print_json
 from ..containers.choose import ContainerChoice
+from ..customise import PipelineOverrides
 from ..planning import Plan
 from ..runs import RunDir
 from .container_options import container_options
 from .options import JsonOpt, PipelineOpt, Planning, RunDirOpt, planning_options
+from .pipeline_options import pipeline_options
 from .render import crawl_with_progress, render_plan
 
 
@@ -21,7 +24,7 @@ def register(app: typer.Typer) -> None:
     """Add the planning commands to ``app``."""
     app.command("synth")(synth_command)
     app.command("pipelines")(pipelines_command)
-    app.command("plan")(planning_options(container_options(plan_command)))
+    app.command("plan")(planning_options(container_options(pipeline_options(plan_command))))
 
 
 def synth_command(
@@ -60,14 +63,30 @@ def synth_command(
 
 
 def pipelines_command(
-    name: Annotated[str | None, typer.Argument(help="Show this pipeline in full.")] = None,
+    name: Annotated[str | None, typer.Argument(
+        help="Show this pipeline (a preset, or a TOML file) in full.")] = None,
     as_json: JsonOpt = False,
+    as_toml: Annotated[bool, typer.Option(
+        "--toml", help="Print NAME as a commented TOML file to start your own from.")]
+    = False,
 ) -> None:
-    """List the pipeline presets, or show one."""
+    """List the pipeline presets, or show one.
+
+    Example: bidsbatch pipelines fmriprep --toml > my-fmriprep.toml
+    """
     from rich.table import Table
 
+    from ..errors import UsageError
     from ..pipelines import load_pipeline, preset_names
 
+    if as_toml:
+        from ..pipeline_toml import pipeline_toml
+
+        if not name:
+            raise UsageError("--toml needs a pipeline NAME", hint="e.g. bidsbatch pipelines "
+                             "fmriprep --toml > my-fmriprep.toml")
+        sys.stdout.write(pipeline_toml(name))
+        return
     if name:
         p = load_pipeline(name)
         if as_json:
@@ -91,6 +110,7 @@ def plan_command(
     output: Annotated[str, typer.Argument(help="Where outputs go: a folder or s3:// URI.")],
     planning: Planning,
     container: ContainerChoice,
+    adjust: PipelineOverrides,
     pipeline: PipelineOpt = "demo",
     run_dir: RunDirOpt = None,
     explain: Annotated[bool, typer.Option(
@@ -104,7 +124,8 @@ def plan_command(
     from .reasons import reasons_or_none, render_reasons
 
     plan, run = plan_from_options(dataset=dataset, output=output, pipeline=pipeline,
-                                  planning=planning, run_dir=run_dir, container=container)
+                                  planning=planning, run_dir=run_dir, container=container,
+                                  adjust=adjust)
     reasons = reasons_or_none(plan, force=force)
     if as_json:
         print_json(json.dumps({
@@ -124,6 +145,7 @@ def plan_command(
 def plan_from_options(
     *, dataset: str, output: str, pipeline: str, planning: Planning, run_dir: Path | None,
     container: ContainerChoice | None = None, inside_image: bool = False,
+    adjust: PipelineOverrides | None = None,
 ) -> tuple[Plan, RunDir]:
     """Crawl, select and plan from CLI values; write the run directory.
 
@@ -139,6 +161,8 @@ def plan_from_options(
     check_s3_options(requester_pays=planning.requester_pays,
                      no_sign_request=planning.no_sign_request)
     pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
+    if adjust is not None:
+        pipe = adjust.apply(pipe)  # --app-args, --vcpus, --memory
     check_output_apart(dataset, output)  # before any listing: nothing is read or written
     s3 = planning.s3
     # A missing license or runtime is one clear line before any listing, too.

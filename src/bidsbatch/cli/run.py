@@ -12,26 +12,29 @@ from rich.markup import escape
 
 from ..console import err_console, print_json
 from ..containers.choose import ContainerChoice
+from ..customise import PipelineOverrides
 from ..executors.registry import DEFAULT_EXECUTOR
 from .container_options import container_options
 from .options import (
     ExecutorChoice,
     JsonOpt,
-    PipelineOpt,
     Planning,
+    RequiredPipelineOpt,
     RunArg,
     RunDirOpt,
     executor_options,
     planning_options,
     retry_options,
 )
+from .pipeline_options import pipeline_options
 from .plan import plan_from_options
 from .render import render_plan, status_dict
 
 
 def register(app: typer.Typer) -> None:
     """Add the execution commands to ``app``."""
-    app.command("run")(executor_options(planning_options(container_options(run_command))))
+    app.command("run")(executor_options(planning_options(container_options(
+        pipeline_options(run_command)))))
     app.command("status")(status_command)
     app.command("logs")(logs_command)
     app.command("retry")(retry_options(retry_command))
@@ -45,13 +48,17 @@ def run_command(
     planning: Planning,
     executor: ExecutorChoice,
     container: ContainerChoice,
-    pipeline: PipelineOpt = "demo",
+    pipeline: RequiredPipelineOpt,
+    adjust: PipelineOverrides | None = None,
     run_dir: RunDirOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Redo scans that are done.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and return.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Plan DATASET, skip the scans already done, run the rest, and watch them."""
+    """Plan DATASET, skip the scans already done, run the rest, and watch them.
+
+    Example: bidsbatch run ds000114 derivatives/mriqc --pipeline mriqc --participant-label 01 02
+    """
     from .. import runner
     from ..containers.images import prepare_images
     from ..executors import make_executor
@@ -59,7 +66,7 @@ def run_command(
     exe = make_executor(executor.name, executor.options)
     plan, run = plan_from_options(dataset=dataset, output=output, pipeline=pipeline,
                                   planning=planning, run_dir=run_dir, container=container,
-                                  inside_image=exe.runs_in_image)
+                                  inside_image=exe.runs_in_image, adjust=adjust)
     if not as_json:
         render_plan(plan, run, max_rows=0 if len(plan.specs) > 20 else 20)
     elif plan.info.left_out:  # stdout is for the machine; the user still learns what is left out
@@ -120,6 +127,11 @@ def _finish(run, final, *, as_json: bool) -> None:  # type: ignore[no-untyped-de
             err_console.print(f"group step: {final.group.state}")
         err_console.print(f"outputs: {escape(info.output)}", highlight=False)
         err_console.print(f"run directory: {escape(str(run.path))}", highlight=False)
+    if final.failed:
+        from ..states import ScanState
+        from .crash_output import say_debugging
+
+        say_debugging(run, [r.scan_id for r in final.records if r.state == ScanState.FAILED])
     _report(run)
     if final.failed:
         raise typer.Exit(1)
@@ -155,7 +167,8 @@ def _report(run) -> None:  # type: ignore[no-untyped-def]
 
 def status_command(
     run_ref: RunArg = None,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow until it ends.")] = False,
+    # No -w: it is --work-dir, as in BIDS Apps (short options mean one thing everywhere).
+    watch: Annotated[bool, typer.Option("--watch", help="Follow until it ends.")] = False,
     as_json: JsonOpt = False,
     rebuild: Annotated[bool, typer.Option(
         "--rebuild", help="Rebuild a damaged ledger from the completion markers first.")]
@@ -204,16 +217,26 @@ def status_command(
 
 
 def logs_command(
-    run_ref: Annotated[str, typer.Argument(help="Run id or run directory.")],
-    scan: Annotated[str, typer.Argument(help="Scan id, e.g. sub-01_ses-1 (or 'group').")],
+    first: Annotated[str, typer.Argument(
+        show_default=False,
+        help="Run id or run directory; leave it out for the latest run (one argument is "
+             "the SCAN).")],
+    second: Annotated[str | None, typer.Argument(
+        show_default=False, help="Scan id, e.g. sub-01_ses-1 (or 'group').")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
     = False,
 ) -> None:
-    """Print a scan's log (every attempt)."""
+    """Print a scan's log (every attempt), then the crash files of its failure.
+
+    Example: bidsbatch logs sub-01_ses-1   (of the latest run; or: bidsbatch logs RUN SCAN)
+    """
     from .. import runner
     from ..ledger import Ledger
     from ..runs import find_run
+    from .crash_output import print_crash_files
 
+    # One argument is the scan of the latest run, as status takes no RUN for it.
+    run_ref, scan = (None, first) if second is None else (first, second)
     run = find_run(run_ref)
     if scan != "group":
         run.spec(scan)  # an unknown scan is a clear error
@@ -221,6 +244,8 @@ def logs_command(
         executor = runner.executor_for(run, ledger)
     for line in executor.logs(run, scan, follow=follow):
         print(line, flush=follow)
+    if scan != "group":
+        print_crash_files(run, scan)
 
 
 def retry_command(

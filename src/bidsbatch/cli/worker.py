@@ -36,7 +36,7 @@ def worker_command(
     scratch: Annotated[Path | None, typer.Option(
         help="Folder for the scratch space (default: $BIDSBATCH_SCRATCH, $TMPDIR).")] = None,
     keep_scratch: Annotated[bool, typer.Option(
-        help="Keep the scratch folder at the end (for debugging).")] = False,
+        help="Keep the scratch folder of a failed attempt (for debugging).")] = False,
     force: Annotated[bool, typer.Option(
         help="Run even when the scan is already done.")] = False,
     timeout: Annotated[float | None, typer.Option(

@@ -52,6 +52,9 @@ class FakeSettings(ExecutorSettings):
         help="Fake executor: scans (comma-separated globs) whose jobs fail before running.")
     fake_lose: str | None = option(
         help="Fake executor: scans (comma-separated globs) whose jobs the engine loses.")
+    keep_scratch: bool | None = option(
+        flag="--keep-scratch", on_retry=True,
+        help="Keep the scratch folder of a failed scan (and say where), for debugging.")
 
 
 def _matches(scan_id: str, patterns: str | None) -> bool:
@@ -141,7 +144,8 @@ class FakeExecutor(Executor):
             return "failed"
         with open(log, "a", encoding="utf-8") as fh:
             code = run_worker(run.spec(scan_id), stream=fh, options=WorkerOptions(
-                attempt=attempt, job_id=job_id, force=force))
+                attempt=attempt, job_id=job_id, force=force,
+                keep_scratch=bool(self.settings.keep_scratch)))
         state = ScanState.SUCCEEDED if code == 0 else ScanState.FAILED
         ledger.finish_attempt(scan_id, state=state, exit_code=code,
                               reason=None if code == 0 else f"exit {code}")

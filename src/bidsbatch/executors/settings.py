@@ -34,14 +34,20 @@ class CliOption:
     on_retry: bool = False
     hidden: bool = False
     metavar: str | None = None
+    #: More spellings of the flag (``--scratch`` for ``--work-dir``).
+    aliases: tuple[str, ...] = ()
+    #: Said when the option is given to an executor without it: what to do there instead.
+    elsewhere: str | None = None
 
 
 def option(default: Any = None, *, help: str, flag: str | None = None,
            short: str | None = None, on_retry: bool = False, hidden: bool = False,
-           metavar: str | None = None) -> Any:
+           metavar: str | None = None, aliases: tuple[str, ...] = (),
+           elsewhere: str | None = None) -> Any:
     """A settings field that is also a command-line option."""
     meta = {"cli": CliOption(help=help, flag=flag, short=short, on_retry=on_retry,
-                             hidden=hidden, metavar=metavar)}
+                             hidden=hidden, metavar=metavar, aliases=aliases,
+                             elsewhere=elsewhere)}
     if isinstance(default, dict | list | set):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)

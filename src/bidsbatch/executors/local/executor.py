@@ -82,6 +82,8 @@ class LocalExecutor(Executor):
             cmd += ["--jobs", str(self.settings.jobs)]
         if self.settings.scratch:
             cmd += ["--scratch", self.settings.scratch]
+        if self.settings.keep_scratch:
+            cmd.append("--keep-scratch")
         if force:
             cmd.append("--force")
         # The run directory's lock (runner.start holds it) goes to the supervisor, which

@@ -42,11 +42,13 @@ _LOCK_FD: int | None = None
 class _Supervisor:
     """Forks workers, reaps them, records outcomes. Single-threaded (it forks)."""
 
-    def __init__(self, run: RunDir, *, jobs: int | None, scratch: str | None, force: bool):
+    def __init__(self, run: RunDir, *, jobs: int | None, scratch: str | None, force: bool,
+                 keep_scratch: bool = False):
         self.run = run
         self.ledger = Ledger.open(run.ledger_path)
         self.jobs = jobs
         self.scratch = scratch
+        self.keep_scratch = keep_scratch
         self.force = force
         self.cancelling = False
         self.children: dict[int, tuple[Spec, int]] = {}  # pid -> (spec, attempt)
@@ -107,7 +109,8 @@ class _Supervisor:
         log = self.run.log_path(spec.scan_id)
         job = WorkerJob(spec=str(self.run.spec_path(spec.scan_id)), attempt=attempt,
                         job_id=f"local:{spec.scan_id}:{attempt}",
-                        scratch=Path(self.scratch) if self.scratch else None, force=self.force)
+                        scratch=Path(self.scratch) if self.scratch else None, force=self.force,
+                        keep_scratch=self.keep_scratch)
         pid = _fork(lambda: run_job(job), log, header=f"bidsbatch worker: attempt {attempt}")
         self.ledger.update(spec.scan_id, job_id=f"local:{pid}", log=str(log))
         self.children[pid] = (spec, attempt)
@@ -297,6 +300,7 @@ def supervise(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int)
     parser.add_argument("--scratch")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--keep-scratch", action="store_true")
     parser.add_argument("--lock-fd", type=int)
     ns = parser.parse_args(argv)
     global _LOCK_FD
@@ -305,7 +309,7 @@ def supervise(argv: list[str] | None = None) -> int:
         print(f"run directory {ns.run_dir} is locked by another supervisor", file=sys.stderr)
         return 2
     sup = _Supervisor(RunDir(Path(ns.run_dir)), jobs=ns.jobs, scratch=ns.scratch,
-                      force=ns.force)
+                      force=ns.force, keep_scratch=ns.keep_scratch)
     return sup.main()
 
 
