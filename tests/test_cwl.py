@@ -1,0 +1,115 @@
+"""CWL pipelines: the shipped md5sum tool over items, run by a real cwltool.
+
+Without cwltool every item fails with one clear line; ``retry`` with cwltool on
+PATH runs them; a second ``run`` finds them done. With podman, cwltool's docker
+mode runs the tool in a FROM-scratch busybox image (``--user-space-docker-cmd``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+EXAMPLE = REPO / "examples" / "cwl"
+SAMPLES = {"NA12878": "@r1\nACGT\n", "NA12891": "@r2\nGGCC\n", "NA12892": "@r3\nTTAA\n"}
+
+
+def _setup(tmp_path: Path, *, image: str | None = None) -> tuple[Path, Path]:
+    pipe_dir = tmp_path / "pipe"
+    pipe_dir.mkdir()
+    tool = (EXAMPLE / "md5sum.cwl").read_text()
+    if image:
+        tool = tool.replace("docker.io/library/busybox:1.36", image)
+    (pipe_dir / "md5sum.cwl").write_text(tool)
+    shutil.copy(EXAMPLE / "md5sum.toml", pipe_dir / "md5sum.toml")
+    rows = ["id,reads,lane"]
+    for name, text in SAMPLES.items():
+        (tmp_path / "fastq").mkdir(exist_ok=True)
+        (tmp_path / "fastq" / f"{name}.fq").write_text(text)
+        rows.append(f"{name},./fastq/{name}.fq,L1")
+    listing = tmp_path / "samples.csv"
+    listing.write_text("\n".join(rows) + "\n")
+    return pipe_dir / "md5sum.toml", listing
+
+
+def _path_without_cwltool() -> str:
+    return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if not (Path(p) / "cwltool").exists())
+
+
+def _check_outputs(out: Path) -> None:
+    for name, text in SAMPLES.items():
+        line = (out / name / "md5sum.txt").read_text()
+        assert line.split()[0] == hashlib.md5(text.encode()).hexdigest()
+        marker = json.loads((out / ".bidsbatch" / "done" / f"{name}.json").read_text())
+        obj = marker["tool_output"]["output_file"]
+        assert obj["class"] == "File" and obj["basename"] == "md5sum.txt"
+        assert obj["location"] == str(out / name / "md5sum.txt")
+        assert "path" not in obj
+        assert [o["key"] for o in marker["outputs"]] == [f"{name}/md5sum.txt"]
+
+
+def test_cwl_tool_over_items_missing_cwltool_then_retry_then_resume(
+        cli, cwltool_bin: Path, tmp_path: Path) -> None:
+    pipe, listing = _setup(tmp_path)
+    out = tmp_path / "out"
+    run = ["run", "--items", str(listing), str(out), "--pipeline", str(pipe),
+           "--container", "none", "--run-dir", str(tmp_path / "run")]
+    plan = cli("plan", *run[1:], "--json")
+    assert plan.returncode == 0, plan.output
+    spec = json.loads(plan.stdout)["specs"][0]
+    assert spec["cwl"]["job"] == {"input_file": {"class": "File",
+                                                 "path": "{bids_dir}/NA12878.fq"}}
+    assert spec["cwl"]["text"].startswith("#!/usr/bin/env cwl-runner")
+
+    first = cli(*run, env={"PATH": _path_without_cwltool()})
+    assert first.returncode == 1, first.output
+    failed = json.loads((out / ".bidsbatch" / "failed" / "NA12878.json").read_text())
+    assert failed["stage"] == "app" and failed["exit_code"] == 127
+    log = (out / ".bidsbatch" / "failed" / "NA12878.log").read_text()
+    assert "cwltool is not installed" in log and "bidsbatch[cwl]" in log
+
+    path = f"{cwltool_bin}{os.pathsep}{os.environ['PATH']}"
+    retried = cli("retry", str(tmp_path / "run"), env={"PATH": path})
+    assert retried.returncode == 0, retried.output
+    _check_outputs(out)
+    assert not (out / ".bidsbatch" / "failed" / "NA12878.json").exists()
+
+    again = cli(*run, env={"PATH": path})
+    assert again.returncode == 0, again.output
+    assert "0 scan(s) submitted" in again.output
+
+
+@pytest.fixture(scope="session")
+def busybox_noep(images) -> str:  # type: ignore[no-untyped-def]
+    """The busybox test image without its entrypoint (cwltool does not override one)."""
+    ref = images.busybox.replace("bidsbatch-test-busybox:", "bidsbatch-test-busybox-noep:")
+    if not images.podman.exists(ref):
+        ctx = Path(os.environ.get("TMPDIR", "/tmp")) / f"bb-noep-{os.getpid()}"
+        ctx.mkdir(exist_ok=True)
+        (ctx / "Containerfile").write_text(f"FROM {images.busybox}\nENTRYPOINT []\n")
+        images.podman.run("build", "-q", "-t", ref, str(ctx))
+        shutil.rmtree(ctx, ignore_errors=True)
+    return ref
+
+
+def test_cwl_tool_in_podman(cli, cwltool_bin: Path, busybox_noep: str, tmp_path: Path) -> None:
+    pipe, listing = _setup(tmp_path, image=busybox_noep)
+    out = tmp_path / "out"
+    path = f"{cwltool_bin}{os.pathsep}{os.environ['PATH']}"
+    res = cli("run", "--items", str(listing), str(out), "--pipeline", str(pipe),
+              "--container", "podman", "--run-dir", str(tmp_path / "run"),
+              "--item", "NA12878,NA12891", env={"PATH": path})
+    assert res.returncode == 0, res.output
+    log = (out / ".bidsbatch" / "done" / "NA12878.log").read_text()
+    assert "--user-space-docker-cmd podman" in log
+    for name in ("NA12878", "NA12891"):
+        assert (out / name / "md5sum.txt").read_text().split()[0] == hashlib.md5(
+            SAMPLES[name].encode()).hexdigest()
+    assert not (out / "NA12892").exists()
