@@ -13,7 +13,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
 from conftest import REPO
 
 EXAMPLE = REPO / "examples" / "cwl"
@@ -86,21 +85,8 @@ def test_cwl_tool_over_items_missing_cwltool_then_retry_then_resume(
     assert "0 scan(s) submitted" in again.output
 
 
-@pytest.fixture(scope="session")
-def busybox_noep(images) -> str:  # type: ignore[no-untyped-def]
-    """The busybox test image without its entrypoint (cwltool does not override one)."""
-    ref = images.busybox.replace("bidsbatch-test-busybox:", "bidsbatch-test-busybox-noep:")
-    if not images.podman.exists(ref):
-        ctx = Path(os.environ.get("TMPDIR", "/tmp")) / f"bb-noep-{os.getpid()}"
-        ctx.mkdir(exist_ok=True)
-        (ctx / "Containerfile").write_text(f"FROM {images.busybox}\nENTRYPOINT []\n")
-        images.podman.run("build", "-q", "-t", ref, str(ctx))
-        shutil.rmtree(ctx, ignore_errors=True)
-    return ref
-
-
-def test_cwl_tool_in_podman(cli, cwltool_bin: Path, busybox_noep: str, tmp_path: Path) -> None:
-    pipe, listing = _setup(tmp_path, image=busybox_noep)
+def test_cwl_tool_in_podman(cli, cwltool_bin: Path, tools_image: str, tmp_path: Path) -> None:
+    pipe, listing = _setup(tmp_path, image=tools_image)
     out = tmp_path / "out"
     path = f"{cwltool_bin}{os.pathsep}{os.environ['PATH']}"
     res = cli("run", "--items", str(listing), str(out), "--pipeline", str(pipe),

@@ -8,6 +8,7 @@ check is at the server, on every List, Head and Get.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -174,3 +175,77 @@ def test_job_role_of_aws_setup_may_read_the_requester_pays_bucket() -> None:
                              resource=f"{arn}/tiles/36/N/XF/2019/1/5/0/B02.jp2").allowed
     assert not policies.evaluate([role], action="s3:PutObject",
                                  resource=f"{arn}/tiles/x").allowed
+
+
+def _out_keys(s3, bucket: str, prefix: str) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    found = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"][len(prefix):]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            for o in found}
+
+
+#: The two scenes of 36NXF on 2019-01-15: the second fails its first attempt.
+DAY = [s for s in s2.SCENES if s[:2] == ("36NXF", s2.SCENES[1][1])]
+
+
+def _check_l2a(s3, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    out = _out_keys(s3, "l2a-out", prefix)
+    for tile, day, seq in DAY:
+        name = s2.product_name(tile, day, seq).replace("MSIL1C", "MSIL2A")
+        for band in s2.BANDS:
+            body = s2.scene_objects(tile, day, seq)[s2.tile_prefix(tile, day, seq) + band]
+            got = out[f"{name}.SAFE/GRANULE/IMG_DATA/R10m/{band[:-4]}_10m.txt"]
+            assert got.decode().strip() == hashlib.md5(body).hexdigest()
+
+
+def test_sentinel2_scenes_run_in_podman_with_retry_and_resume(
+        cli, s2_bucket, aws, s3, tools_image: str, tmp_path: Path) -> None:
+    s3.create_bucket(Bucket="l2a-out")
+    pipe = _pipeline(tmp_path, image=tools_image, runtime="podman")
+    pipe.write_text(pipe.read_text().replace("attempts = 3", "attempts = 1"))
+    run = ["run", "s3://l2a-out/run", "--pipeline", str(pipe), "--tiles", "36NXF",
+           "--dates", "2019-01-15", "--requester-pays", "--run-dir", str(tmp_path / "run")]
+    first = cli(*run)
+    assert first.returncode == 1, first.output  # the stand-in's transient fault
+    done = _out_keys(s3, "l2a-out", "run/.bidsbatch/done/")
+    assert sorted(k for k in done if k.endswith(".json")) == ["36NXF-2019-01-15-0.json"]
+    retried = cli("retry", str(tmp_path / "run"))
+    assert retried.returncode == 0, retried.output
+    marker = json.loads(_out_keys(s3, "l2a-out", "run/.bidsbatch/done/")
+                        ["36NXF-2019-01-15-1.json"])
+    assert marker["attempt"] == 2
+    _check_l2a(s3, "run/")
+    again = cli(*run)
+    assert again.returncode == 0 and "0 scan(s) submitted" in again.output, again.output
+    seen = _bucket_requests(aws)
+    assert any(r["method"] == "GET" and r["path"].endswith("/B02.jp2") for r in seen)
+    assert all(r["payer"] == "requester" for r in seen)
+
+
+def test_sentinel2_scenes_on_aws_batch_then_resume(cli, s2_bucket, aws, s3,
+                                                   tmp_path: Path) -> None:
+    from batch_children import run_children
+    from test_awsbatch import Batch
+
+    aws.configure({"batch": {"use_docker": False}})
+    batch = Batch(aws)
+    s3.create_bucket(Bucket="l2a-out")
+    # The job is the image: the worker runs L2A_Process as found on its PATH.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "L2A_Process").symlink_to(REPO / "tests" / "sen2cor_standin.sh")
+    env = {"PATH": f"{tools}:{os.environ['PATH']}"}
+    run = ["run", "s3://l2a-out/batch", "--pipeline", str(_pipeline(tmp_path, image="sen2cor:x")),
+           "--tiles", "36NXF", "--dates", "2019-01-14..2019-01-15", "--requester-pays",
+           *batch.flags()]
+    sub = cli(*run, "--no-wait", "--json")
+    assert sub.returncode == 0, sub.output
+    run_id = json.loads(sub.stdout)["run_id"]
+    assert run_children(batch, run_id, env) == [0, 3]
+    # Batch's retry strategy runs the failed child again, as attempt 2.
+    assert run_children(batch, run_id, env, attempt=2, only={1}) == [0]
+    _check_l2a(s3, "batch/")
+    again = cli(*run, "--no-wait")
+    assert again.returncode == 0 and "0 scan(s) submitted" in again.output, again.output
+    assert all(r["payer"] == "requester" for r in _bucket_requests(aws))
