@@ -149,6 +149,13 @@ def plan_from_options(
     check_s3_options(requester_pays=planning.requester_pays,
                      no_sign_request=planning.no_sign_request)
     pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
+    if pipe.kind != "bids":  # a CWL tool or a command per scan: the crawl as an item source
+        from ..items.bids import BidsSource
+        from .items import plan_items
+
+        return plan_items(BidsSource(dataset, follow_symlinks=planning.follow_symlinks),
+                          output, pipeline=pipeline, planning=planning, run_dir=run_dir,
+                          container=container, inside_image=inside_image)
     check_output_apart(dataset, output)  # before any listing: nothing is read or written
     s3 = planning.s3
     # A missing license or runtime is one clear line before any listing, too.
