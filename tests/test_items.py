@@ -50,7 +50,9 @@ def test_sentinel2_plans_scenes_paying_on_every_request(cli, s2_bucket, aws, s3,
             "--run-dir", str(tmp_path / "run")]
     refused = cli(*args)
     assert refused.returncode == 1, refused.output
-    assert "access denied" in refused.stderr and "--requester-pays" in refused.stderr
+    errors = [ln for ln in refused.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Requester Pays" in errors[0], refused.stderr
+    assert "hint: pass --requester-pays" in refused.stderr
     assert "Traceback" not in refused.output
     aws.reset_requests()
 

@@ -122,13 +122,11 @@ def _strings(value: Any) -> list[str]:
 def _spec(item: Item, *, root: str, output: str, pipeline: Pipeline, s3: S3Options,
           container: ContainerSpec) -> tuple[Spec | None, str]:
     values = item_values(item, pipeline)
-    flat = [x for p in pipeline.command for x in (p if isinstance(p, list) else [p])]
     job_strings = _strings(pipeline.cwl.job) if pipeline.cwl else []
     missing = sorted(_names([p for p in pipeline.command if isinstance(p, str)] + job_strings)
                      - set(values) - RUNTIME_PLACEHOLDERS)
     if missing:
         return None, f"no {{{missing[0]}}} for this item"
-    del flat
     argv = render_template(pipeline.command, values)
     cwl = None
     hashed_argv = argv

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from ..errors import DatasetError, UsageError
+from ..errors import DatasetError, StorageError, UsageError
 from ..storage import Location, ObjectInfo, S3Options, open_location
 from .base import Item, ItemInput, ItemSet, ItemSource, unique
 
@@ -104,6 +104,17 @@ class Sentinel2Source(ItemSource):
                 f"{self.start} to {self.end} in {self.bucket}")
 
     def list_items(self, *, s3: S3Options, max_workers: int = 16) -> ItemSet:
+        try:
+            return self._list(s3, max_workers)
+        except StorageError as exc:
+            if s3.requester_pays or "access denied" not in exc.message:
+                raise
+            raise StorageError(
+                f"access denied to {self.bucket}: the Sentinel-2 buckets are Requester Pays "
+                "(you pay for the requests and the transfer)",
+                hint="pass --requester-pays") from None
+
+    def _list(self, s3: S3Options, max_workers: int) -> ItemSet:
         root = open_location(self.bucket, s3=s3)
         prefixes = [(t, p) for t in self.tiles for p in day_prefixes(t, self.start, self.end)]
         with ThreadPoolExecutor(max_workers=max(1, max_workers),
@@ -137,8 +148,12 @@ def _item(root: Location, tile: Tile, when: date, seq: int,
     keys = {f.key for f in files}
     product_path = ""
     if f"{folder}tileInfo.json" in keys:
-        info = json.loads(root.read_text(f"{folder}tileInfo.json"))
-        product_path = str(info.get("productPath") or "").strip("/")
+        try:
+            info = json.loads(root.read_text(f"{folder}tileInfo.json"))
+            product_path = str(info.get("productPath") or "").strip("/")
+        except (ValueError, AttributeError):
+            raise DatasetError(f"{root.describe(folder + 'tileInfo.json')} is not the JSON "
+                               "object of a Sentinel-2 tile") from None
     inputs = [ItemInput("tile", folder)]
     product_files: list[ObjectInfo] = []
     if product_path.startswith("products/"):
