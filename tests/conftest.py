@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import moto_server
 from slurm_cluster import slurm  # noqa: F401 (the one-node Slurm cluster, session-wide)
 
-pytest_plugins = ["containers_fixture"]
+pytest_plugins = ["containers_fixture", "cwl_fixture"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -257,3 +257,29 @@ def apptainer(podman: Podman) -> list[str]:
 def demo_image(podman: Podman) -> str:
     """The demo app on Debian (a debootstrap the first time, then cached)."""
     return build_demo(podman, build_debian(podman))
+
+
+def build_busybox_tools(podman: Podman, busybox: str) -> str:
+    """The busybox image without its entrypoint, plus the stand-in ``L2A_Process``.
+
+    cwltool does not override an image's entrypoint, and a Sen2Cor-shaped command
+    starts with its own program: both want an image that runs argv as given.
+    """
+    script = (REPO / "tests" / "sen2cor_standin.sh").read_bytes()
+    digest = hashlib.sha256(busybox.encode() + script).hexdigest()[:12]
+    ref = f"localhost/bidsbatch-test-busybox-tools:{digest}"
+    if podman.exists(ref):
+        return ref
+    with tempfile.TemporaryDirectory(prefix="bb-tools-") as ctx:
+        (Path(ctx) / "L2A_Process").write_bytes(script)
+        (Path(ctx) / "L2A_Process").chmod(0o755)
+        (Path(ctx) / "Containerfile").write_text(
+            f"FROM {busybox}\nCOPY L2A_Process /usr/local/bin/L2A_Process\nENTRYPOINT []\n")
+        podman.run("build", "-q", "-t", ref, ctx)
+    return ref
+
+
+@pytest.fixture(scope="session")
+def tools_image(images: Images) -> str:
+    """busybox, no entrypoint, with the Sen2Cor stand-in (seconds to build)."""
+    return build_busybox_tools(images.podman, images.busybox)

@@ -30,9 +30,18 @@ def _serve() -> None:
     moto_app = DomainDispatcherApplication(create_backend_app)
     seen: list[dict[str, str]] = []
     lock = threading.Lock()
+    #: Buckets that answer 403 to a request without x-amz-request-payer (Requester Pays).
+    requester_pays: set[str] = set()
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
+        if path == "/__requester_pays__":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            with lock:
+                requester_pays.clear()
+                requester_pays.update(json.loads(environ["wsgi.input"].read(length) or b"[]"))
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b"{}"]
         if path == "/__requests__":
             if environ["REQUEST_METHOD"] == "POST":
                 with lock:
@@ -56,6 +65,7 @@ def _serve() -> None:
                 "target": environ.get("HTTP_X_AMZ_TARGET", ""),
                 "host": environ.get("HTTP_HOST", ""),
                 "auth": environ.get("HTTP_AUTHORIZATION", "")[:60],
+                "payer": environ.get("HTTP_X_AMZ_REQUEST_PAYER", ""),
             }
             length = int(environ.get("CONTENT_LENGTH") or 0)
             if length and length < 256 * 1024 and environ["REQUEST_METHOD"] == "POST":
@@ -67,6 +77,14 @@ def _serve() -> None:
                 environ["wsgi.input"] = io.BytesIO(raw)
             with lock:
                 seen.append(record)
+                bucket = path.lstrip("/").split("/", 1)[0]
+                denied = (bucket in requester_pays and not record["target"]
+                          and record["payer"] != "requester")
+            if denied:
+                # What S3 answers a request to a Requester Pays bucket that does not pay.
+                start_response("403 Forbidden", [("Content-Type", "application/xml")])
+                return [b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied"
+                        b"</Code><Message>Access Denied</Message></Error>"]
         return moto_app(environ, start_response)
 
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
@@ -93,11 +111,18 @@ class MotoServer:
         req = urllib.request.Request(f"{self.url}/__requests__", method="POST", data=b"")
         urllib.request.urlopen(req).read()
 
+    def requester_pays(self, *buckets: str) -> None:
+        """Make ``buckets`` refuse (403) every request without ``x-amz-request-payer``."""
+        req = urllib.request.Request(f"{self.url}/__requester_pays__", method="POST",
+                                     data=json.dumps(list(buckets)).encode())
+        urllib.request.urlopen(req).read()
+
     def reset(self) -> None:
         """Forget every bucket, job, role... (moto's own reset)."""
         req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")
         urllib.request.urlopen(req).read()
         self.reset_requests()
+        self.requester_pays()
 
     def configure(self, config: dict[str, Any]) -> None:
         req = urllib.request.Request(

@@ -56,9 +56,14 @@ class Marker:
     bidsbatch_version: str | None = None
     #: The spec's fingerprint: what was done, so a later plan can say what changed.
     fingerprint: dict[str, str] = field(default_factory=dict)
+    #: A CWL tool's output object (what cwltool printed), its locations in the output.
+    tool_output: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return canonical_json(asdict(self))
+        data = asdict(self)
+        if data["tool_output"] is None:  # left out: markers of BIDS Apps stay as they were
+            data.pop("tool_output")
+        return canonical_json(data)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Marker:

@@ -34,6 +34,7 @@ from typing import Any
 
 from .containers.settings import PipelineContainer, parse_pipeline_container
 from .credentials import CREDENTIAL_VARIABLES, check_no_credentials  # noqa: F401 (re-exported)
+from .cwl.pipeline import CwlTool
 from .errors import PipelineError
 from .safety import read_utf8
 
@@ -102,6 +103,10 @@ class Pipeline:
     #: ``[container]`` and ``[assets]``: how the image is run (not in the output hash).
     container: PipelineContainer = field(default_factory=PipelineContainer)
     source: str = ""
+    #: "bids" (a BIDS App over scans), "items" (a command over any items), "cwl".
+    kind: str = "bids"
+    #: The tool and job template of a ``kind = "cwl"`` pipeline.
+    cwl: CwlTool | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "<pipeline>") -> Pipeline:
@@ -124,6 +129,8 @@ class Pipeline:
         container = data.get("container")
         values["container"] = (PipelineContainer.from_record(container) if container
                                else PipelineContainer())
+        if data.get("cwl"):
+            values["cwl"] = CwlTool.from_record(data["cwl"])
         return cls(**values)
 
     def output_hash(self) -> str:
@@ -134,6 +141,8 @@ class Pipeline:
             "env": dict(sorted(self.env.items())),
             "output_excludes": list(self.output_excludes),
         }
+        if self.cwl is not None:  # left out otherwise: the hashes of BIDS Apps stay as they were
+            payload["cwl"] = self.cwl.to_dict()
         return _sha256(payload)
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +156,9 @@ class Pipeline:
         data.pop("container")
         if self.container != PipelineContainer():
             data["container"] = self.container.to_dict()
+        for name, default in (("kind", "bids"), ("cwl", None)):
+            if data[name] == default:
+                data.pop(name)
         return data
 
     def argv_for(self, *, participant: str, session: str | None, scan_id: str) -> list[str]:
@@ -209,7 +221,9 @@ def _fields(item: str) -> list[str]:
 
 
 _TOP_KEYS = {"name", "description", "image", "command", "resources", "retry", "env", "output",
-             "inputs", "group", "container", "assets"}
+             "inputs", "group", "container", "assets", "kind", "cwl"}
+#: Pipeline kinds: what a pipeline runs over, and how.
+KINDS = ("bids", "items", "cwl")
 #: The BIDS datatypes (folders of a scan) a pipeline can require.
 DATATYPES = {"anat", "func", "dwi", "fmap", "perf", "eeg", "meg", "ieeg", "beh", "pet", "micr",
              "nirs", "motion", "mrs"}
@@ -231,11 +245,23 @@ def _parse(data: dict[str, Any], source: str) -> Pipeline:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise fail("'name' is missing")
-    image = data.get("image")
-    if not isinstance(image, str) or not image.strip():
+    kind = data.get("kind", "bids")
+    if kind not in KINDS:
+        raise fail(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    if kind != "cwl" and "cwl" in data:
+        raise fail("[cwl] belongs to a pipeline of kind = \"cwl\"")
+    image = data.get("image", "" if kind == "cwl" else None)
+    if not isinstance(image, str) or (not image.strip() and kind != "cwl"):
         raise fail("'image' is missing: name the container image the pipeline runs in")
-    command = _parse_template(data.get("command"), "command", fail)
-    if not any("{participant}" in p for p in _flatten(command)):
+    cwl = None
+    if kind == "cwl":
+        from .cwl.pipeline import parse_cwl
+
+        cwl = parse_cwl(data.get("cwl"), source=source, fail=fail)
+        data = {**data, "command": data.get("command", ["cwltool"])}
+    # An item pipeline's placeholders are the items' own names, checked when planned.
+    command = _parse_template(data.get("command"), "command", fail, any_names=kind != "bids")
+    if kind == "bids" and not any("{participant}" in p for p in _flatten(command)):
         raise fail("'command' never uses {participant}: every scan would run the same thing")
     resources = _parse_resources(data.get("resources", {}), "resources", fail)
 
@@ -291,6 +317,8 @@ def _parse(data: dict[str, Any], source: str) -> Pipeline:
         group=group,
         container=parse_pipeline_container(data, source),
         source=source,
+        kind=kind,
+        cwl=cwl,
     )
 
 
@@ -351,7 +379,7 @@ def _flatten(template: Template) -> list[str]:
     return [x for p in template for x in (p if isinstance(p, list) else [p])]
 
 
-def _parse_template(value: Any, key: str, fail: Any) -> Template:
+def _parse_template(value: Any, key: str, fail: Any, *, any_names: bool = False) -> Template:
     if not isinstance(value, list) or not value:
         raise fail(f"'{key}' must be a non-empty list of arguments")
     out: Template = []
@@ -370,7 +398,7 @@ def _parse_template(value: Any, key: str, fail: Any) -> Template:
         except ValueError as exc:
             raise fail(f"'{key}': bad braces in {item!r}: {exc}") from None
         for n in names:
-            if n not in PLACEHOLDERS:
+            if n not in PLACEHOLDERS and not (any_names and n.isidentifier()):
                 known = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
                 raise fail(f"'{key}': unknown placeholder {{{n}}} (known: {known})")
     if isinstance(out[0], list):

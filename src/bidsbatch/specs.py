@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .containers.settings import ContainerSpec
+from .cwl.pipeline import CwlTool
 from .errors import UsageError
 from .pipelines import Pipeline, Resources
 from .storage import Location, ObjectInfo, S3Options, hostile_reason, open_location
@@ -99,13 +100,18 @@ class Spec(_Places):
     #: None: as a plain process (specs planned before containers existed).
     container: ContainerSpec | None = None
     spec_version: int = SPEC_VERSION
+    #: A CWL pipeline's tool and this item's job object (None: run ``argv``).
+    cwl: CwlTool | None = None
 
     @property
     def input_bytes(self) -> int:
         return sum(f.size for f in self.inputs)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["cwl"] is None:  # left out: the specs of BIDS Apps stay byte for byte
+            data.pop("cwl")
+        return data
 
     def to_json(self) -> str:
         return canonical_json(self.to_dict())
@@ -125,6 +131,8 @@ class Spec(_Places):
             values["resources"] = Resources.from_record(data["resources"])
             if data.get("container") is not None:
                 values["container"] = ContainerSpec.from_dict(data["container"])
+            if data.get("cwl") is not None:
+                values["cwl"] = CwlTool.from_record(data["cwl"])
             spec = cls(**values)
         except UsageError:
             raise

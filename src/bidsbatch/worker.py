@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from . import __version__
-from .containers.job import AppPaths, prepare_app
+from .containers.job import AppLaunch, AppPaths, prepare_app
 from .crashfiles import CrashFile, remove_crash_files, with_debugging
+from .cwl.launch import CwlLaunch, cwl_output, prepare_cwl
 from .errors import (
     EX_CANNOT_EXECUTE,
     EX_CLAIMED,
@@ -666,7 +667,9 @@ def run_worker(
         if timeout is None:
             timeout = spec.resources.timeout_minutes * 60.0
         started_app = time.monotonic()
-        launch = prepare_app(spec, host_paths(scratch), attempt=options.attempt, environ=env)
+        launch: AppLaunch | CwlLaunch = (
+            prepare_cwl(spec, host_paths(scratch), environ=env) if spec.cwl is not None
+            else prepare_app(spec, host_paths(scratch), attempt=options.attempt, environ=env))
         invocation = launch.invocation(
             app_argv(spec, scratch, paths=launch.paths),
             app_environment(spec, scratch, attempt=options.attempt, base=launch.base_env,
@@ -706,6 +709,7 @@ def run_worker(
             attempt=options.attempt, started_at=iso(job.started), finished_at=iso(clock()),
             exit_code=0, outputs=outputs, executor_job_id=options.job_id, host=job.host,
             bidsbatch_version=__version__, fingerprint=dict(spec.fingerprint),
+            tool_output=cwl_output(launch, out_loc),
         )
         commit(out_loc, marker, log=log)
         log.info(f"done: {spec.scan_id}")

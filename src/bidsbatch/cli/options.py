@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +24,9 @@ from ..errors import UsageError
 from ..executors import engines, visible_names
 from ..executors.registry import DEFAULT_EXECUTOR
 from ..executors.settings import SettingField
+from ..items.registry import ItemOptions
 from ..storage import S3Options
+from .item_options import ITEM_PARAMETERS, item_values
 from .params import extend, parameter
 
 RunArg = Annotated[
@@ -58,6 +60,10 @@ class Planning:
     requester_pays: bool
     no_sign_request: bool
     follow_symlinks: bool = False
+    #: ``--items``, ``--items-glob``, ``--tiles``/``--dates``, ``--item``, ``--exclude-item``.
+    items: ItemOptions = field(default_factory=ItemOptions)
+    item_ids: tuple[str, ...] = ()
+    exclude_items: tuple[str, ...] = ()
 
     @property
     def s3(self) -> S3Options:
@@ -71,6 +77,17 @@ class Planning:
         return Selection.build(participants=self.participant_label,
                                sessions=self.session_label,
                                exclude=self.exclude_participant, labels_file=self.labels_file)
+
+    def item_selection(self):  # type: ignore[no-untyped-def]
+        """Which items (``--item``, ``--exclude-item``; ``--labels-file`` lists item ids)."""
+        from ..items.selection import ItemSelection
+
+        if self.participant_label or self.session_label or self.exclude_participant:
+            raise UsageError("--participant-label, --session-label and --exclude-participant "
+                             "select BIDS scans, not items",
+                             hint="select items with --item and --exclude-item")
+        return ItemSelection.build(ids=self.item_ids, exclude=self.exclude_items,
+                                   file=self.labels_file)
 
 
 _PLANNING = [
@@ -100,6 +117,7 @@ _PLANNING = [
     parameter("follow_symlinks", Annotated[bool, typer.Option(
         "--follow-symlinks",
         help="Local dataset: stage files whose symlinks lead outside it.")], False),
+    *ITEM_PARAMETERS,
 ]
 
 
@@ -111,7 +129,8 @@ def planning_options(func: Callable[..., Any]) -> Callable[..., Any]:
             session_label=v["session_label"] or [],
             exclude_participant=v["exclude_participant"] or [],
             labels_file=v["labels_file"], requester_pays=v["requester_pays"],
-            no_sign_request=v["no_sign_request"], follow_symlinks=v["follow_symlinks"])
+            no_sign_request=v["no_sign_request"], follow_symlinks=v["follow_symlinks"],
+            **item_values(v))
 
     return extend(func, into="planning", params=_PLANNING, build=build)
 

@@ -106,8 +106,12 @@ def pipelines_command(
 
 
 def plan_command(
-    dataset: Annotated[str, typer.Argument(help="BIDS dataset: a folder, file:// or s3:// URI.")],
-    output: Annotated[str, typer.Argument(help="Where outputs go: a folder or s3:// URI.")],
+    *,
+    dataset: Annotated[str | None, typer.Argument(
+        help="BIDS dataset: a folder, file:// or s3:// URI (none with --items/--items-glob; "
+             "with --tiles, the bucket).", show_default=False)] = None,
+    output: Annotated[str | None, typer.Argument(
+        help="Where outputs go: a folder or s3:// URI.", show_default=False)] = None,
     planning: Planning,
     container: ContainerChoice,
     adjust: PipelineOverrides,
@@ -143,8 +147,8 @@ def plan_command(
 
 
 def plan_from_options(
-    *, dataset: str, output: str, pipeline: str, planning: Planning, run_dir: Path | None,
-    container: ContainerChoice | None = None, inside_image: bool = False,
+    *, dataset: str | None, output: str | None, pipeline: str, planning: Planning,
+    run_dir: Path | None, container: ContainerChoice | None = None, inside_image: bool = False,
     adjust: PipelineOverrides | None = None,
 ) -> tuple[Plan, RunDir]:
     """Crawl, select and plan from CLI values; write the run directory.
@@ -158,11 +162,25 @@ def plan_from_options(
     from ..planning import make_plan
     from ..safety import check_output_apart, check_s3_options
 
+    source, dataset, output = _source(dataset, output, planning)
+    if source is not None:
+        from .items import plan_items
+
+        return plan_items(source, output, pipeline=pipeline, planning=planning,
+                          run_dir=run_dir, container=container, inside_image=inside_image,
+                          adjust=adjust)
     check_s3_options(requester_pays=planning.requester_pays,
                      no_sign_request=planning.no_sign_request)
     pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
     if adjust is not None:
         pipe = adjust.apply(pipe)  # --app-args, --vcpus, --memory
+    if pipe.kind != "bids":  # a CWL tool or a command per scan: the crawl as an item source
+        from ..items.bids import BidsSource
+        from .items import plan_items
+
+        return plan_items(BidsSource(dataset, follow_symlinks=planning.follow_symlinks),
+                          output, pipeline=pipeline, planning=planning, run_dir=run_dir,
+                          container=container, inside_image=inside_image, adjust=adjust)
     check_output_apart(dataset, output)  # before any listing: nothing is read or written
     s3 = planning.s3
     # A missing license or runtime is one clear line before any listing, too.
@@ -178,6 +196,23 @@ def plan_from_options(
     plan = make_plan(ds, output, pipeline=pipe, selection=selection, s3=s3, container=how)
     run = plan.write(run_dir)
     return plan, run
+
+
+def _source(dataset: str | None, output: str | None, planning: Planning
+            ) -> tuple[object | None, str, str]:
+    """The item source the options name (None: a BIDS dataset), the dataset, the output."""
+    from ..errors import UsageError
+    from ..items.registry import item_source
+
+    if output is None and planning.items.given:
+        dataset, output = None, dataset  # plan --items-glob … OUTPUT
+    if output is None:
+        raise UsageError("missing OUTPUT", hint="bidsbatch plan DATASET OUTPUT (or --items "
+                                                "FILE OUTPUT)")
+    source = item_source(planning.items, dataset)
+    if source is None and dataset is None:
+        raise UsageError("missing DATASET", hint="bidsbatch plan DATASET OUTPUT")
+    return source, dataset or "", output
 
 
 def _esc(text: str) -> str:

@@ -43,8 +43,12 @@ def register(app: typer.Typer) -> None:
 
 
 def run_command(
-    dataset: Annotated[str, typer.Argument(help="BIDS dataset: a folder or s3:// URI.")],
-    output: Annotated[str, typer.Argument(help="Where outputs go: a folder or s3:// URI.")],
+    *,
+    dataset: Annotated[str | None, typer.Argument(
+        help="BIDS dataset: a folder, file:// or s3:// URI (none with --items/--items-glob; "
+             "with --tiles, the bucket).", show_default=False)] = None,
+    output: Annotated[str | None, typer.Argument(
+        help="Where outputs go: a folder or s3:// URI.", show_default=False)] = None,
     planning: Planning,
     executor: ExecutorChoice,
     container: ContainerChoice,

@@ -39,8 +39,8 @@ def prepare_images(specs: Iterable[object]) -> list[str]:
     for spec in specs:
         container: ContainerSpec | None = getattr(spec, "container", None)
         image: str = getattr(spec, "image", "")
-        if container is None or container.runtime == "none":
-            continue
+        if container is None or container.runtime == "none" or getattr(spec, "cwl", None):
+            continue  # a CWL tool's image is cwltool's to have
         key = (container.runtime, image)
         if key in seen:
             continue
