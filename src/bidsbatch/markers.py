@@ -16,6 +16,7 @@ from typing import Any
 
 from .specs import Spec, canonical_json
 from .storage import Location, OutputFile
+from .usage import AppUsage
 
 STATE_PREFIX = ".bidsbatch"
 DONE_PREFIX = f"{STATE_PREFIX}/done/"
@@ -56,6 +57,8 @@ class Marker:
     bidsbatch_version: str | None = None
     #: The spec's fingerprint: what was done, so a later plan can say what changed.
     fingerprint: dict[str, str] = field(default_factory=dict)
+    #: What the app used (peak memory, CPU time), as the worker measured it.
+    usage: AppUsage | None = None
 
     def to_json(self) -> str:
         return canonical_json(asdict(self))
@@ -64,6 +67,8 @@ class Marker:
     def from_json(cls, text: str | bytes) -> Marker:
         data: dict[str, Any] = json.loads(text)
         data["outputs"] = [OutputFile(**o) for o in data.get("outputs", [])]
+        if isinstance(data.get("usage"), dict):
+            data["usage"] = AppUsage.from_dict(data["usage"])
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
