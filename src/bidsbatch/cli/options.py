@@ -53,6 +53,8 @@ class Planning:
     requester_pays: bool
     no_sign_request: bool
     follow_symlinks: bool = False
+    #: A finished run whose measured usage sets the resources (``cost suggest``).
+    resources_from: str | None = None
 
     @property
     def s3(self) -> S3Options:
@@ -90,6 +92,10 @@ _PLANNING = [
     parameter("follow_symlinks", Annotated[bool, typer.Option(
         "--follow-symlinks",
         help="Local dataset: stage files whose symlinks lead outside it.")], False),
+    parameter("resources_from", Annotated[str | None, typer.Option(
+        "--resources-from", metavar="RUN",
+        help="Ask for the vCPUs and memory `bidsbatch cost suggest RUN` gives (from what "
+             "that run's scans used).")], None),
 ]
 
 
@@ -101,7 +107,8 @@ def planning_options(func: Callable[..., Any]) -> Callable[..., Any]:
             session_label=v["session_label"] or [],
             exclude_participant=v["exclude_participant"] or [],
             labels_file=v["labels_file"], requester_pays=v["requester_pays"],
-            no_sign_request=v["no_sign_request"], follow_symlinks=v["follow_symlinks"])
+            no_sign_request=v["no_sign_request"], follow_symlinks=v["follow_symlinks"],
+            resources_from=v["resources_from"])
 
     return extend(func, into="planning", params=_PLANNING, build=build)
 

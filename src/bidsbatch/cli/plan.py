@@ -138,7 +138,9 @@ def plan_from_options(
 
     check_s3_options(requester_pays=planning.requester_pays,
                      no_sign_request=planning.no_sign_request)
-    pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
+    from .cost_usage import resources_from
+
+    pipe = resources_from(load_pipeline(pipeline), planning)  # fails before any listing
     check_output_apart(dataset, output)  # before any listing: nothing is read or written
     s3 = planning.s3
     # A missing license or runtime is one clear line before any listing, too.

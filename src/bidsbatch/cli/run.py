@@ -121,6 +121,11 @@ def _finish(run, final, *, as_json: bool) -> None:  # type: ignore[no-untyped-de
         err_console.print(f"outputs: {escape(info.output)}", highlight=False)
         err_console.print(f"run directory: {escape(str(run.path))}", highlight=False)
     _report(run)
+    if not as_json:
+        from .cost_usage import suggest_line
+
+        if (line := suggest_line(run)) is not None:
+            err_console.print(escape(line), highlight=False)
     if final.failed:
         raise typer.Exit(1)
 
