@@ -248,6 +248,8 @@ class CostContext:
     #: The root volume of each instance (GiB, gp3: the launch template's), when known.
     volume_gib: int | None = None
     storage: StorageRates = field(default_factory=StorageRates)
+    #: What was measured and what estimated, said next to the figures (not assumptions).
+    basis: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,7 @@ class RunCost:
     s3_dollars: float | None = None
     #: Attempts whose instance type, market, price and share the engine reported.
     measured_attempts: int = 0
+    basis: tuple[str, ...] = ()
 
     @property
     def per_succeeded_scan(self) -> float | None:
@@ -341,6 +344,7 @@ class RunCost:
             "volume_dollars": _round(self.volume_dollars),
             "s3_dollars": _round(self.s3_dollars),
             "measured_attempts": self.measured_attempts,
+            "basis": list(self.basis),
             "assumptions": list(self.assumptions),
             "scans": [
                 {"scan_id": s.scan_id, "attempts": s.attempts,
@@ -464,6 +468,7 @@ def run_cost(
         volume_dollars=volume_dollars,
         s3_dollars=s3_dollars,
         measured_attempts=sum(1 for a in priced if a.measured),
+        basis=ctx.basis,
     )
 
 

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from .cost_actual import S3Requests, s3_requests
+from .errors import BidsbatchError
 from .ledger import Ledger
 from .markers import read_marker
 from .runs import RunDir
@@ -85,7 +86,10 @@ def s3_requests_of(run: RunDir, ledger: Ledger, usage: dict[str, ScanUsage],
         n = attempts.get(sid, 0)
         if not n:
             continue
-        spec = run.spec(sid)
+        try:
+            spec = run.spec(sid)
+        except BidsbatchError:
+            continue  # no spec to count from (a rebuilt or hand-made run): not priced
         done = usage.get(sid)
         out[sid] = s3_requests(input_sizes=[f.size for f in spec.inputs],
                                output_sizes=done.output_sizes if done else None,

@@ -302,4 +302,5 @@ class CgroupSampler:
                             "processes are not the worker's children, and its cgroup was "
                             "not found")
         return AppUsage(self.peak, self.cpu, wall_seconds,
-                        f"{BY_CGROUP} ({self._runtime}), read every {self._interval:g} s")
+                        f"{BY_CGROUP} ({self._runtime}; page cache included), read every "
+                        f"{self._interval:g} s")

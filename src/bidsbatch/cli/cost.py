@@ -296,8 +296,8 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
     from ..pricing import load_prices, run_cost_for
     from ..runner import submitted_executor
     from ..runs import find_run
-    from ..scan_usage import s3_requests_of, succeeded_usage
-    from .cost_usage import peak_column, usage_json, warn_price_age
+    from ..scan_usage import s3_requests_of
+    from .cost_usage import peak_column, read_usage, usage_json, warn_price_age
 
     run = find_run(run_ref)
     info = run.info()
@@ -306,7 +306,7 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
     with Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(info.scans)
         executor = submitted_executor(run, ledger)
-        usage = succeeded_usage(run, ledger)
+        usage = read_usage(run, ledger)
         requests = s3_requests_of(run, ledger, usage, info.scans) if executor else {}
         cost = run_cost_for(run, ledger, executor=executor, table=table, requests=requests)
         records = ledger.scans()

@@ -36,6 +36,20 @@ PricesFileOpt = Annotated[
 # --------------------------------------------------------------------------- cost RUN
 
 
+def read_usage(run: RunDir, ledger: Any) -> dict[str, ScanUsage]:
+    """The succeeded scans' usage from their markers; an unreachable output is a warning."""
+    from ..errors import BidsbatchError
+    from ..scan_usage import succeeded_usage
+
+    try:
+        return succeeded_usage(run, ledger)
+    except BidsbatchError as exc:
+        err_console.print(f"[yellow]warning:[/] the markers were not read: "
+                          f"{escape(exc.message)}; no peak memory, no S3 request count",
+                          highlight=False)
+        return {}
+
+
 def peak_column(usage: dict[str, ScanUsage]) -> dict[str, str]:
     """scan -> its app's peak memory, for the scans whose worker measured one."""
     out = {}
@@ -86,7 +100,9 @@ def basis_lines(cost: RunCost) -> list[Text]:
     if cost.s3_dollars is not None:
         extra.append(f"S3 requests {dollars(cost.s3_dollars)}")
     if extra:
-        lines.append(Text("in the cost: " + ", ".join(extra) + " (estimated)", style="dim"))
+        lines.append(Text("in the cost: " + ", ".join(extra) + " (estimated: S3 requests "
+                          "counted from the specs and markers)", style="dim"))
+    lines += [Text(b, style="dim") for b in cost.basis]
     return lines
 
 
