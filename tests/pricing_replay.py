@@ -27,7 +27,7 @@ def pricing_replay() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
             received.append({"target": self.headers.get("X-Amz-Target"), **body})
             wanted = {f["Field"]: f["Value"] for f in body.get("Filters", [])}

@@ -366,7 +366,7 @@ class RunCost:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
+    return None if value is None else round(value, 9)  # a Spot cent-fraction stays visible
 
 
 def attempt_cost(attempt: AttemptRecord, ctx: CostContext, *, now: datetime,
