@@ -70,7 +70,7 @@ def test_peak_memory_is_what_the_app_held(measured: dict[str, object]) -> None:
     assert usage.cpu_seconds is not None and 0 < usage.cpu_seconds <= usage.wall_seconds * 2
     assert "peak memory" in log  # the worker says it too
     # The end of `run` suggests less memory: the app used about a third of what it asked.
-    assert f"right-size: the scans used at most" in str(measured["stderr"])
+    assert "right-size: the scans used at most" in str(measured["stderr"])
     assert f"see bidsbatch cost suggest {measured['run']}" in str(measured["stderr"])
 
 
