@@ -220,6 +220,15 @@ def outcome(attempt: AttemptRecord) -> str:
 
 
 @dataclass(frozen=True)
+class StorageRates:
+    """What storage and requests cost (USD): EBS gp3 per GiB-month, S3 per 1,000 requests."""
+
+    ebs_gp3_gib_month: float | None = None
+    s3_get_per_1000: float | None = None
+    s3_put_per_1000: float | None = None
+
+
+@dataclass(frozen=True)
 class CostContext:
     """What pricing a run needs: its jobs' shape, instance types, prices, the defaults.
 
@@ -236,6 +245,11 @@ class CostContext:
     default_market: str = ON_DEMAND
     region: str = ""
     assumptions: tuple[str, ...] = ()
+    #: The root volume of each instance (GiB, gp3: the launch template's), when known.
+    volume_gib: int | None = None
+    storage: StorageRates = field(default_factory=StorageRates)
+    #: What was measured and what estimated, said next to the figures (not assumptions).
+    basis: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -254,6 +268,12 @@ class AttemptCost:
     share: float | None
     price_per_hour: float | None
     dollars: float | None
+    #: The EC2 instance it ran on (None: not reported; its share is then assumed).
+    instance_id: str | None = None
+    #: Whether type, market, price and share were measured (reported by the engine).
+    measured: bool = False
+    #: The instance's root volume for the attempt's part of its hours (EBS gp3).
+    volume_dollars: float | None = None
 
     @property
     def lost(self) -> bool:
@@ -291,6 +311,12 @@ class RunCost:
     succeeded_scans: int
     region: str
     assumptions: tuple[str, ...]
+    #: The instances' root volumes (EBS gp3) and the S3 requests, in ``dollars`` too.
+    volume_dollars: float | None = None
+    s3_dollars: float | None = None
+    #: Attempts whose instance type, market, price and share the engine reported.
+    measured_attempts: int = 0
+    basis: tuple[str, ...] = ()
 
     @property
     def per_succeeded_scan(self) -> float | None:
@@ -315,6 +341,10 @@ class RunCost:
             "by_outcome": {k: _round(v) for k, v in self.by_outcome.items()},
             "seconds_by_outcome": {k: round(v, 3) for k, v in self.seconds_by_outcome.items()},
             "succeeded_scans": self.succeeded_scans,
+            "volume_dollars": _round(self.volume_dollars),
+            "s3_dollars": _round(self.s3_dollars),
+            "measured_attempts": self.measured_attempts,
+            "basis": list(self.basis),
             "assumptions": list(self.assumptions),
             "scans": [
                 {"scan_id": s.scan_id, "attempts": s.attempts,
@@ -327,20 +357,27 @@ class RunCost:
                 {"scan_id": a.scan_id, "attempt": a.attempt, "outcome": a.outcome,
                  "wall_seconds": round(a.wall_seconds, 3), "market": a.market,
                  "instance_type": a.instance_type, "share": a.share,
-                 "price_per_hour": a.price_per_hour, "dollars": _round(a.dollars)}
+                 "price_per_hour": a.price_per_hour, "dollars": _round(a.dollars),
+                 "instance_id": a.instance_id, "measured": a.measured,
+                 "volume_dollars": _round(a.volume_dollars)}
                 for a in self.attempts
             ],
         }
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
+    return None if value is None else round(value, 9)  # a Spot cent-fraction stays visible
 
 
-def attempt_cost(attempt: AttemptRecord, ctx: CostContext, *, now: datetime) -> AttemptCost:
+def attempt_cost(attempt: AttemptRecord, ctx: CostContext, *, now: datetime,
+                 packed_share: float | None = None) -> AttemptCost:
     """Price one attempt: its wall time × its instance's hourly price × its share.
 
     A running attempt is counted up to ``now``; one that never started costs nothing.
+    ``packed_share`` is the part of its instance's hours it paid, worked out from
+    the attempts that shared the instance (:mod:`bidsbatch.cost_actual`); without
+    it the share is the job's fraction of the instance. On Spot, the price is the
+    attempt's own Spot price when the engine recorded one.
     """
     start = parse_time(attempt.started_at)
     end = parse_time(attempt.finished_at)
@@ -351,31 +388,48 @@ def attempt_cost(attempt: AttemptRecord, ctx: CostContext, *, now: datetime) -> 
                            attempt.cpu_seconds, None, None, None, None, None)
     inst = ctx.instance_types.get(attempt.instance_type or "") or ctx.default_instance
     market = attempt.market if attempt.market in MARKETS else ctx.default_market
-    share = rate = dollars = None
+    share = rate = dollars = volume = None
     if inst is not None:
-        share = instance_share(ctx.job, inst)
+        share = instance_share(ctx.job, inst) if packed_share is None else packed_share
         rate = ctx.prices.get(inst.name, HourlyPrice()).for_market(market)
+        if market == SPOT and attempt.spot_price is not None:
+            rate = attempt.spot_price  # what it paid, from the Spot price history
         if rate is not None:
             dollars = wall / 3600 * rate * share
+    if share is not None and ctx.volume_gib and ctx.storage.ebs_gp3_gib_month is not None:
+        # EBS bills GiB-months of 730 hours; the volume lives as long as its instance.
+        volume = wall / 3600 * share * ctx.volume_gib * ctx.storage.ebs_gp3_gib_month / 730
+    measured = (attempt.host is not None and packed_share is not None
+                and attempt.instance_type in ctx.instance_types and attempt.market in MARKETS
+                and (market != SPOT or attempt.spot_price is not None))
     return AttemptCost(attempt.scan_id, attempt.attempt, kind, start, end, wall,
                        attempt.cpu_seconds, market,
                        attempt.instance_type or (inst.name if inst else None),
-                       share, rate, dollars)
+                       share, rate, dollars, instance_id=attempt.host,
+                       measured=measured, volume_dollars=volume)
 
 
 def run_cost(
     attempts: Iterable[AttemptRecord], ctx: CostContext, *, now: datetime,
-    scan_ids: Iterable[str] = (),
+    scan_ids: Iterable[str] = (), packed: Mapping[tuple[str, int], float] | None = None,
+    s3: Mapping[str, float] | None = None,
 ) -> RunCost:
     """Price every attempt and sum per scan and per run.
 
     ``scan_ids`` lists scans to report even without attempts (zero cost).
+    ``packed``: (scan, attempt) -> the part of its instance's hours the attempt
+    paid (:func:`bidsbatch.cost_actual.packed_shares`); ``s3``: scan -> dollars of
+    its S3 requests. Both are added to the scans' and the run's dollars.
     """
-    priced = [attempt_cost(a, ctx, now=now) for a in attempts]
+    packed = packed or {}
+    s3 = s3 or {}
+    priced = [attempt_cost(a, ctx, now=now, packed_share=packed.get((a.scan_id, a.attempt)))
+              for a in attempts]
     scans: dict[str, list[AttemptCost]] = {s: [] for s in scan_ids}
     for a in priced:
         scans.setdefault(a.scan_id, []).append(a)
-    per_scan = {sid: _scan_cost(sid, items, ctx.priced) for sid, items in sorted(scans.items())}
+    per_scan = {sid: _scan_cost(sid, items, ctx.priced, s3=s3.get(sid))
+                for sid, items in sorted(scans.items())}
     by_market: dict[str, float] = {}
     by_outcome: dict[str, float] = {}
     seconds: dict[str, float] = dict.fromkeys(OUTCOMES, 0.0)
@@ -388,8 +442,14 @@ def run_cost(
         if instance_hours is not None and a.share is not None:
             instance_hours += a.wall_seconds / 3600 * a.share
     cpu = [a.cpu_seconds for a in priced if a.cpu_seconds is not None]
-    dollars = sum(by_market.values()) if ctx.priced else None
+    volume = [a.volume_dollars for a in priced if a.volume_dollars is not None]
+    volume_dollars = sum(volume) if volume else None
+    s3_dollars = sum(s3.values()) if s3 else None
+    dollars = (sum(by_market.values()) + (volume_dollars or 0.0) + (s3_dollars or 0.0)
+               if ctx.priced else None)
     lost = sum(v for k, v in by_outcome.items() if k in LOST) if ctx.priced else None
+    if lost is not None:
+        lost += sum(a.volume_dollars or 0.0 for a in priced if a.lost)
     return RunCost(
         priced=ctx.priced,
         attempts=priced,
@@ -405,13 +465,22 @@ def run_cost(
         succeeded_scans=sum(1 for s in scans.values() if any(a.outcome == SUCCEEDED for a in s)),
         region=ctx.region,
         assumptions=ctx.assumptions,
+        volume_dollars=volume_dollars,
+        s3_dollars=s3_dollars,
+        measured_attempts=sum(1 for a in priced if a.measured),
+        basis=ctx.basis,
     )
 
 
-def _scan_cost(scan_id: str, attempts: list[AttemptCost], priced: bool) -> ScanCost:
+def _scan_cost(scan_id: str, attempts: list[AttemptCost], priced: bool, *,
+               s3: float | None = None) -> ScanCost:
     cpu = [a.cpu_seconds for a in attempts if a.cpu_seconds is not None]
-    dollars = [a.dollars for a in attempts if a.dollars is not None]
-    lost = [a.dollars for a in attempts if a.dollars is not None and a.lost]
+    dollars = [(a.dollars or 0.0) + (a.volume_dollars or 0.0) for a in attempts
+               if a.dollars is not None]
+    if s3:
+        dollars.append(s3)
+    lost = [(a.dollars or 0.0) + (a.volume_dollars or 0.0) for a in attempts
+            if a.dollars is not None and a.lost]
     return ScanCost(
         scan_id=scan_id,
         attempts=len(attempts),

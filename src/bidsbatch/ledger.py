@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     cpu_seconds REAL,
     market      TEXT,
     instance_type TEXT,
+    host        TEXT,
+    zone        TEXT,
+    spot_price  REAL,
     PRIMARY KEY (scan_id, attempt)
 );
 CREATE TABLE IF NOT EXISTS jobs (
@@ -102,6 +105,15 @@ class AttemptRecord:
     cpu_seconds: float | None
     market: str | None
     instance_type: str | None
+    #: The machine it ran on (an EC2 instance id), its zone, and the Spot price it paid
+    #: (USD an hour), where the engine reports them.
+    host: str | None = None
+    zone: str | None = None
+    spot_price: float | None = None
+
+
+#: Columns added to the attempts table after the first ledgers (added to older files).
+_ATTEMPT_COLUMNS_ADDED = {"host": "TEXT", "zone": "TEXT", "spot_price": "REAL"}
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,10 @@ class Ledger:
             if check and check[0] != "ok":
                 raise sqlite3.DatabaseError(check[0])
             conn.executescript(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(attempts)")}
+            for name, kind in _ATTEMPT_COLUMNS_ADDED.items():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
@@ -263,10 +279,13 @@ class Ledger:
     def record_attempt(self, record: AttemptRecord) -> None:
         """Insert or replace one attempt as an executor reports it (Batch attempts)."""
         self._conn.execute(
-            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO attempts (scan_id, attempt, job_id, started_at, "
+            "finished_at, exit_code, reason, cpu_seconds, market, instance_type, host, zone, "
+            "spot_price) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record.scan_id, record.attempt, record.job_id, record.started_at,
              record.finished_at, record.exit_code, record.reason, record.cpu_seconds,
-             record.market, record.instance_type),
+             record.market, record.instance_type, record.host, record.zone,
+             record.spot_price),
         )
 
     def scan(self, scan_id: str) -> ScanRecord | None:
@@ -287,7 +306,8 @@ class Ledger:
         return [ScanRecord(*r) for r in self._conn.execute(sql + " ORDER BY scan_id", args)]
 
     def attempts(self, scan_id: str | None = None) -> list[AttemptRecord]:
-        sql = "SELECT * FROM attempts"
+        sql = ("SELECT scan_id, attempt, job_id, started_at, finished_at, exit_code, reason, "
+               "cpu_seconds, market, instance_type, host, zone, spot_price FROM attempts")
         args: tuple[str, ...] = ()
         if scan_id:
             sql += " WHERE scan_id = ?"

@@ -16,6 +16,7 @@ from typing import Any
 
 from .specs import Spec, canonical_json
 from .storage import Location, OutputFile
+from .usage import AppUsage
 
 STATE_PREFIX = ".bidsbatch"
 DONE_PREFIX = f"{STATE_PREFIX}/done/"
@@ -58,6 +59,8 @@ class Marker:
     fingerprint: dict[str, str] = field(default_factory=dict)
     #: A CWL tool's output object (what cwltool printed), its locations in the output.
     tool_output: dict[str, Any] | None = None
+    #: What the app used (peak memory, CPU time), as the worker measured it.
+    usage: AppUsage | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -69,6 +72,8 @@ class Marker:
     def from_json(cls, text: str | bytes) -> Marker:
         data: dict[str, Any] = json.loads(text)
         data["outputs"] = [OutputFile(**o) for o in data.get("outputs", [])]
+        if isinstance(data.get("usage"), dict):
+            data["usage"] = AppUsage.from_dict(data["usage"])
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -32,8 +32,8 @@ from .cost import (
     HourlyPrice,
     InstanceType,
     RunCost,
+    StorageRates,
     cheapest_fits,
-    run_cost,
     scans_per_instance,
 )
 from .errors import BidsbatchError, UsageError
@@ -44,6 +44,9 @@ from .specs import RunInfo
 from .storage import atomic_write
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .cost_actual import S3Requests
     from .executors import Executor
 
 PRICES_FILE = "prices.json"
@@ -77,6 +80,12 @@ class PriceTable:
     sources: list[PriceSource] = field(default_factory=list)
     #: Per region: vcpu_hour, gb_hour (USD) and spot_discount (a fraction) of Fargate.
     fargate: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Per region: EBS gp3 and S3 request prices.
+    storage: dict[str, StorageRates] = field(default_factory=dict)
+
+    def storage_rates(self, region: str) -> StorageRates:
+        """EBS and S3 request prices of ``region`` (us-east-1's when it has none)."""
+        return self.storage.get(region) or self.storage.get(DEFAULT_REGION) or StorageRates()
 
     def prices(self, region: str) -> dict[str, HourlyPrice]:
         """Prices of one region ({} when the table has none)."""
@@ -116,6 +125,10 @@ class PriceTable:
                 )
         for region, rates in _fargate_rates(doc, where=where).items():
             self.fargate.setdefault(region, {}).update(rates)
+        for region, values in _storage_rates(doc, where=where).items():
+            old = self.storage.get(region, StorageRates())
+            self.storage[region] = StorageRates(**{
+                k: values.get(k, getattr(old, k)) for k in StorageRates.__dataclass_fields__})
         self.sources.append(source)
 
     def fargate_price(self, job: Resources, region: str) -> tuple[HourlyPrice, str] | None:
@@ -143,6 +156,20 @@ def _fargate_rates(doc: dict[str, Any], *, where: str) -> dict[str, dict[str, fl
     if not ok:
         raise UsageError(f"{where}: 'fargate' must map regions to "
                          "{vcpu_hour, gb_hour, spot_discount} numbers")
+    return {region: {k: float(v) for k, v in rates.items()} for region, rates in raw.items()}
+
+
+def _storage_rates(doc: dict[str, Any], *, where: str) -> dict[str, dict[str, float]]:
+    raw = doc.get("storage", {})
+    names = set(StorageRates.__dataclass_fields__)
+    ok = isinstance(raw, dict) and all(
+        isinstance(r, dict) and all(k in names and isinstance(v, int | float)
+                                    and not isinstance(v, bool) and v >= 0
+                                    for k, v in r.items())
+        for r in raw.values())
+    if not ok:
+        raise UsageError(f"{where}: 'storage' must map regions to "
+                         f"{{{', '.join(sorted(names))}}} numbers")
     return {region: {k: float(v) for k, v in rates.items()} for region, rates in raw.items()}
 
 
@@ -304,18 +331,18 @@ def spot_prices(ec2: Any, instance_types: Iterable[str]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in per_type.items()}
 
 
-def refresh_prices(session: Any, *, region: str, instance_types: Iterable[str]
+def refresh_prices(*, pricing: Any, ec2: Any, region: str, instance_types: Iterable[str]
                    ) -> dict[str, Any]:
     """A price document for ``region`` fetched from AWS now (both markets).
 
-    Raises BidsbatchError with one line when AWS cannot be asked (no
-    credentials, no access, no network).
+    ``pricing`` is a Price List API client (it answers in us-east-1,
+    :data:`PRICING_API_REGION`), ``ec2`` an EC2 client of ``region``. Raises
+    BidsbatchError with one line when AWS cannot be asked (no credentials,
+    no access, no network).
     """
     from .aws.clients import aws_errors
 
     names = sorted(set(instance_types))
-    pricing = session.client("pricing", region_name=PRICING_API_REGION)
-    ec2 = session.client("ec2", region_name=region)
     with aws_errors("reading On-Demand prices from the AWS Price List API",
                     hint="or price with the shipped table (drop --refresh-prices)"), \
             ThreadPoolExecutor(max_workers=8) as pool:
@@ -419,11 +446,15 @@ def estimate_instance(name: str | None, *, pipe: Any, table: PriceTable, region:
 
 
 def run_cost_for(run: RunDir, ledger: Ledger, *, executor: Executor | None,
-                 table: PriceTable | None = None, now: datetime | None = None) -> RunCost:
+                 table: PriceTable | None = None, now: datetime | None = None,
+                 requests: Mapping[str, S3Requests] | None = None) -> RunCost:
     """The cost of a run so far, from its ledger, priced as its executor says.
 
     ``executor`` None: the run was never submitted (times only, no dollars).
+    ``requests``: each scan's S3 requests (``scan_usage.s3_requests_of``), priced too.
     """
+    from .cost_actual import actual_run_cost
+
     info = run.info()
     attempts = ledger.attempts()
     if executor is None:
@@ -431,4 +462,5 @@ def run_cost_for(run: RunDir, ledger: Ledger, *, executor: Executor | None,
                           assumptions=("not submitted: no times, no dollars",))
     else:
         ctx = executor.cost_context(info=info, table=table or load_prices(), attempts=attempts)
-    return run_cost(attempts, ctx, now=now or datetime.now(UTC), scan_ids=info.scans)
+    return actual_run_cost(attempts, ctx, now=now or datetime.now(UTC), scan_ids=info.scans,
+                           requests=requests)

@@ -87,6 +87,7 @@ from .storage.transfer import (
     upload_tree,
 )
 from .timestamps import Clock, iso, utcnow
+from .usage import AppUsage, AppWaiter, UsageMeter, describe_usage
 
 #: Free disk wanted beyond the inputs before stage-in: 10 % of them plus 100 MiB.
 DISK_MARGIN_RATIO = 0.10
@@ -161,6 +162,8 @@ class AppResult:
     exit_code: int
     timed_out: bool = False
     reason: str | None = None
+    #: What the app used (peak memory, CPU time), when it could be measured.
+    usage: AppUsage | None = None
 
 
 # --------------------------------------------------------------------------- log
@@ -434,6 +437,7 @@ def app_environment(
 def run_app(
     argv: list[str], *, env: Mapping[str, str], cwd: Path, timeout: float | None,
     log: WorkerLog, grace: float = 10.0, cleanup: Callable[[], None] | None = None,
+    meter: UsageMeter | None = None,
 ) -> AppResult:
     """Run the app (no shell), stream its merged output into ``log``, enforce ``timeout``.
 
@@ -441,7 +445,8 @@ def run_app(
     children too: SIGTERM to the whole group, SIGKILL after ``grace`` seconds.
     ``cleanup`` runs once the process is gone: a container client (docker,
     podman) proxies the SIGTERM into its container, but a SIGKILLed client
-    leaves the container behind, so it is removed by name.
+    leaves the container behind, so it is removed by name. ``meter`` measures
+    what the app used (:mod:`bidsbatch.usage`; default: ``wait4``'s rusage).
     """
     log.info(f"run: {shlex.join(argv)}")
     try:
@@ -457,36 +462,39 @@ def run_app(
     except OSError as exc:
         return AppResult(EX_CANNOT_EXECUTE, reason=f"cannot execute {argv[0]!r}: {exc.strerror}")
     assert proc.stdout is not None
+    waiter = (meter or UsageMeter()).start(proc)  # reaps the app: never proc.wait()
     pump = threading.Thread(target=_pump, args=(proc.stdout, log), name="app-output",
                             daemon=True)
     pump.start()
     timed_out = False
     try:
         try:
-            proc.wait(timeout=timeout)
+            waiter.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             log.info(f"app ran past its timeout of {_duration(timeout or 0)}: stopping it "
                      f"(SIGTERM, SIGKILL after {grace:g} s)")
-            _stop(proc, grace)
+            _stop(waiter, grace)
     finally:
-        if proc.poll() is None:  # the worker itself is stopping
-            _stop(proc, grace)
+        if waiter.poll() is None:  # the worker itself is stopping
+            _stop(waiter, grace)
         # Whatever the app left running in its session would hold the pipe open.
         _signal_group(proc.pid, signal.SIGKILL)
         if cleanup is not None:
             cleanup()
         pump.join(timeout=10)
         proc.stdout.close()
-    code = proc.returncode
+    code = waiter.wait()
+    usage = waiter.usage()
     if timed_out:
         return AppResult(EX_TIMEOUT, timed_out=True,
-                         reason=f"app timed out after {_duration(timeout or 0)}")
+                         reason=f"app timed out after {_duration(timeout or 0)}", usage=usage)
     if code < 0:
         name = _signal_name(-code)
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
-        return AppResult(128 - code, reason=f"app killed by {name}{hint}")
-    return AppResult(code, reason=None if code == 0 else f"app exited with code {code}")
+        return AppResult(128 - code, reason=f"app killed by {name}{hint}", usage=usage)
+    return AppResult(code, reason=None if code == 0 else f"app exited with code {code}",
+                     usage=usage)
 
 
 def _pump(stream: IO[bytes], log: WorkerLog) -> None:
@@ -499,7 +507,7 @@ def _pump(stream: IO[bytes], log: WorkerLog) -> None:
                 log.app(piece)
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+def _stop(proc: AppWaiter, grace: float) -> None:
     _signal_group(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=grace)
@@ -677,9 +685,9 @@ def run_worker(
         log.info(f"container: {launch.description}")
         result = run_app(invocation.argv, env=invocation.env, cwd=scratch.work,
                          timeout=timeout, log=log, grace=options.kill_grace_seconds,
-                         cleanup=launch.cleanup)
+                         cleanup=launch.cleanup, meter=UsageMeter.for_launch(launch))
         log.info(f"app: exit code {result.exit_code} after "
-                 f"{time.monotonic() - started_app:.1f} s")
+                 f"{time.monotonic() - started_app:.1f} s" + describe_usage(result.usage))
         if result.exit_code != 0:
             reason = result.reason or f"app exited with code {result.exit_code}"
             log.error(f"{spec.scan_id}: {reason}; no outputs uploaded, no marker written")
@@ -710,6 +718,7 @@ def run_worker(
             exit_code=0, outputs=outputs, executor_job_id=options.job_id, host=job.host,
             bidsbatch_version=__version__, fingerprint=dict(spec.fingerprint),
             tool_output=cwl_output(launch, out_loc),
+            usage=result.usage,
         )
         commit(out_loc, marker, log=log)
         log.info(f"done: {spec.scan_id}")

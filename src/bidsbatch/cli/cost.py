@@ -76,6 +76,13 @@ cost_app = typer.Typer(
 )
 
 
+def _register_more(group: typer.Typer) -> None:
+    from .cost_usage import prices_command, suggest_command
+
+    group.command("suggest")(suggest_command)
+    group.command("prices")(prices_command)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``cost`` command group and the ``report`` command to ``app``."""
     app.add_typer(cost_app, name="cost")
@@ -95,8 +102,9 @@ def estimate_command(
         "--instance-type", "-t",
         help="EC2 instance type or family (default: the AWS environment's, else the "
              "pipeline's usual one).")] = None,
-    hours_per_scan: Annotated[float, typer.Option(
-        "--hours-per-scan", help="Assumed run time of one scan, in hours.")] = 1.0,
+    hours_per_scan: Annotated[float | None, typer.Option(
+        "--hours-per-scan", help="Assumed run time of one scan, in hours (default: the "
+        "median of earlier runs of the pipeline, else 1).")] = None,
     region: Annotated[str | None, typer.Option(
         help="AWS region to price (default: AWS_REGION, else us-east-1).")] = None,
     prices: PricesOpt = None,
@@ -109,11 +117,13 @@ def estimate_command(
     from ..bids import crawl
     from ..pipelines import load_pipeline
     from ..pricing import default_region, estimate_instance, load_prices
+    from .cost_usage import resources_from, warn_price_age
     from .render import crawl_with_progress
 
-    if not hours_per_scan > 0:
+    if hours_per_scan is not None and not hours_per_scan > 0:
         raise UsageError(f"--hours-per-scan must be positive, not {hours_per_scan:g}")
-    pipe = load_pipeline(pipeline)
+    pipe = resources_from(load_pipeline(pipeline), planning)
+    hours_per_scan, hours_origin = _hours_per_scan(hours_per_scan, pipe.name)
     selection = planning.selection()
     table = load_prices(prices)  # a bad price file fails before any listing
     ds = crawl_with_progress(dataset, s3=planning.s3, crawl=crawl,
@@ -145,7 +155,7 @@ def estimate_command(
         job, instances=table.instance_types.values(), prices=table.prices(region_used),
         hours_per_scan=hours_per_scan, market=market or ON_DEMAND))
     assumptions = [
-        f"{hours_per_scan:g} h per scan (--hours-per-scan), billed from start to stop",
+        f"{hours_per_scan:.3g} h per scan ({hours_origin}), billed from start to stop",
         f"{inst.name} from {origin}, instances kept full",
         *assumptions,
     ]
@@ -154,10 +164,26 @@ def estimate_command(
                                              region=region_used, market=market,
                                              assumptions=assumptions, table=table,
                                              alternatives=alternatives[:5]), indent=2))
+        warn_price_age(table)
         return
     _render_estimate(est, dataset=ds.name, pipeline=pipe.name, region=region_used,
                      market=market, assumptions=assumptions, table=table,
                      alternatives=alternatives[:5])
+    warn_price_age(table)
+
+
+def _hours_per_scan(given: float | None, pipeline: str) -> tuple[float, str]:
+    """The hours per scan to price, and where they come from."""
+    from ..runtime_history import runtime_history
+
+    if given is not None:
+        return given, "--hours-per-scan"
+    history = runtime_history(pipeline)
+    if history.median_hours:
+        return history.median_hours, (f"the median of {len(history.seconds)} scan(s) of "
+                                      f"{history.runs} earlier {pipeline} run(s)")
+    return 1.0, (f"no earlier {pipeline} run here: the default; give --hours-per-scan "
+                 "to say better")
 
 
 def _one_per_family(estimates: list[Estimate]) -> list[Estimate]:
@@ -175,11 +201,14 @@ def _refresh(table: PriceTable, *, region: str, extra: str | None,
              prices: Path | None) -> PriceTable:
     import boto3
 
-    from ..pricing import load_prices, refresh_prices, save_user_prices
+    from ..pricing import PRICING_API_REGION, load_prices, refresh_prices, save_user_prices
 
     names = set(table.instance_types) | ({extra} if extra and "." in extra else set())
+    session = boto3.session.Session()
     with err_console.status(f"fetching {len(names)} instance prices for {region} from AWS…"):
-        doc = refresh_prices(boto3.session.Session(), region=region, instance_types=names)
+        doc = refresh_prices(pricing=session.client("pricing", region_name=PRICING_API_REGION),
+                             ec2=session.client("ec2", region_name=region), region=region,
+                             instance_types=names)
     path = save_user_prices(doc)
     n = len(doc["regions"][region])
     err_console.print(f"refreshed {n} prices for {region} from AWS → {escape(str(path))}",
@@ -267,6 +296,8 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
     from ..pricing import load_prices, run_cost_for
     from ..runner import submitted_executor
     from ..runs import find_run
+    from ..scan_usage import s3_requests_of
+    from .cost_usage import peak_column, read_usage, usage_json, warn_price_age
 
     run = find_run(run_ref)
     info = run.info()
@@ -275,7 +306,9 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
     with Ledger.open(run.ledger_path) as ledger:
         ledger.add_scans(info.scans)
         executor = submitted_executor(run, ledger)
-        cost = run_cost_for(run, ledger, executor=executor, table=table)
+        usage = read_usage(run, ledger)
+        requests = s3_requests_of(run, ledger, usage, info.scans) if executor else {}
+        cost = run_cost_for(run, ledger, executor=executor, table=table, requests=requests)
         records = ledger.scans()
         counts = ledger.counts()
     if as_json:
@@ -283,23 +316,28 @@ def show_command(run_ref: RunArg = None, prices: PricesOpt = None,
                "executor": executor.name if executor else None,
                "pipeline": info.pipeline.name, "counts": counts,
                "prices": table.describe_sources() if cost.priced else None,
-               **cost.to_dict()}
+               **cost.to_dict(), "usage": usage_json(usage)}
         print_json(json.dumps(out, indent=2))
+        if cost.priced:
+            warn_price_age(table)
         return
     states = {r.scan_id: r.state for r in records}
     err_console.print(_cost_table(cost, states, title=f"cost of run {info.run_id} "
                                   f"({info.pipeline.name} on "
-                                  f"{executor.describe() if executor else 'nothing yet'})"))
+                                  f"{executor.describe() if executor else 'nothing yet'})",
+                                  peaks=peak_column(usage)))
     for line in cost_lines(cost):
         err_console.print(line)
     if cost.priced:
         err_console.print(f"[dim]prices: {escape(table.describe_sources())}[/]",
                           highlight=False)
+        warn_price_age(table)
 
 
 def _cost_table(cost: RunCost, states: dict[str, str], *, title: str,
-                max_rows: int = 40) -> Table:
+                max_rows: int = 40, peaks: dict[str, str] | None = None) -> Table:
     from ..progress import STATE_STYLE
+    from .cost_usage import ran_on
 
     t = Table(title=title, title_justify="left")
     t.add_column("scan")
@@ -307,10 +345,14 @@ def _cost_table(cost: RunCost, states: dict[str, str], *, title: str,
     t.add_column("attempts", justify="right")
     t.add_column("scan time", justify="right")
     if cost.priced:
+        t.add_column("ran on")
         t.add_column("cost", justify="right")
         t.add_column("lost", justify="right")
     else:
         t.add_column("CPU time", justify="right")
+    if peaks:
+        t.add_column("peak memory", justify="right")
+    hosts = ran_on(cost) if cost.priced else {}
     rows = sorted(cost.scans.values(),
                   key=lambda s: (-(s.dollars or s.cpu_seconds or 0.0), s.scan_id))
     for s in rows[:max_rows]:
@@ -318,10 +360,12 @@ def _cost_table(cost: RunCost, states: dict[str, str], *, title: str,
         cells = [s.scan_id, Text(state, style=STATE_STYLE.get(state, "")), str(s.attempts),
                  duration(s.wall_seconds) if s.attempts else ""]
         if cost.priced:
-            cells += [dollars(s.dollars), Text(dollars(s.lost_dollars) if s.lost_dollars
-                                               else "", style="red")]
+            cells += [hosts.get(s.scan_id, ""), dollars(s.dollars),
+                      Text(dollars(s.lost_dollars) if s.lost_dollars else "", style="red")]
         else:
             cells.append(duration(s.cpu_seconds))
+        if peaks:
+            cells.append(peaks.get(s.scan_id, ""))
         t.add_row(*cells)
     if len(rows) > max_rows:
         t.add_row(f"… {len(rows) - max_rows} more (--json for all)", *[""] * (len(t.columns) - 1))
@@ -358,6 +402,9 @@ def cost_lines(cost: RunCost) -> list[Text]:
             lost.append(f"{dollars(cost.by_outcome.get(kind, 0.0))} to {label} ({n})")
     if lost:
         lines.append(Text("lost: " + ", ".join(lost), style="red"))
+    from .cost_usage import basis_lines
+
+    lines += basis_lines(cost)
     lines += [Text(f"assuming {a}", style="dim") for a in cost.assumptions]
     return lines
 
@@ -440,3 +487,4 @@ def report_command(
 
 cost_app.command("estimate")(planning_options(estimate_command))
 cost_app.command("show")(show_command)
+_register_more(cost_app)

@@ -27,7 +27,9 @@ def plan_items(source: ItemSource, output: str, *, pipeline: str, planning: Plan
 
     check_s3_options(requester_pays=planning.requester_pays,
                      no_sign_request=planning.no_sign_request)
-    pipe = load_pipeline(pipeline)
+    from .cost_usage import resources_from
+
+    pipe = resources_from(load_pipeline(pipeline), planning)
     if adjust is not None:
         pipe = adjust.apply(pipe)  # --app-args, --vcpus, --memory
     how = container_spec(pipe.container, pipeline_name=pipe.name,

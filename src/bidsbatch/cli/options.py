@@ -64,6 +64,8 @@ class Planning:
     items: ItemOptions = field(default_factory=ItemOptions)
     item_ids: tuple[str, ...] = ()
     exclude_items: tuple[str, ...] = ()
+    #: A finished run whose measured usage sets the resources (``cost suggest``).
+    resources_from: str | None = None
 
     @property
     def s3(self) -> S3Options:
@@ -118,6 +120,10 @@ _PLANNING = [
         "--follow-symlinks",
         help="Local dataset: stage files whose symlinks lead outside it.")], False),
     *ITEM_PARAMETERS,
+    parameter("resources_from", Annotated[str | None, typer.Option(
+        "--resources-from", metavar="RUN",
+        help="Ask for the vCPUs and memory `bidsbatch cost suggest RUN` gives (from what "
+             "that run's scans used).")], None),
 ]
 
 
@@ -130,7 +136,7 @@ def planning_options(func: Callable[..., Any]) -> Callable[..., Any]:
             exclude_participant=v["exclude_participant"] or [],
             labels_file=v["labels_file"], requester_pays=v["requester_pays"],
             no_sign_request=v["no_sign_request"], follow_symlinks=v["follow_symlinks"],
-            **item_values(v))
+            resources_from=v["resources_from"], **item_values(v))
 
     return extend(func, into="planning", params=_PLANNING, build=build)
 

@@ -171,7 +171,9 @@ def plan_from_options(
                           adjust=adjust)
     check_s3_options(requester_pays=planning.requester_pays,
                      no_sign_request=planning.no_sign_request)
-    pipe = load_pipeline(pipeline)  # a bad pipeline fails before any listing
+    from .cost_usage import resources_from
+
+    pipe = resources_from(load_pipeline(pipeline), planning)  # fails before any listing
     if adjust is not None:
         pipe = adjust.apply(pipe)  # --app-args, --vcpus, --memory
     if pipe.kind != "bids":  # a CWL tool or a command per scan: the crawl as an item source

@@ -137,6 +137,11 @@ def _finish(run, final, *, as_json: bool) -> None:  # type: ignore[no-untyped-de
 
         say_debugging(run, [r.scan_id for r in final.records if r.state == ScanState.FAILED])
     _report(run)
+    if not as_json:
+        from .cost_usage import suggest_line
+
+        if (line := suggest_line(run)) is not None:
+            err_console.print(escape(line), highlight=False)
     if final.failed:
         raise typer.Exit(1)
 

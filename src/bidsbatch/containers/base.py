@@ -131,6 +131,14 @@ class ContainerRuntime(ABC):
     def remove(self, name: str) -> None:  # noqa: B027 (a no-op for runtimes without daemons)
         """Stop and remove the container ``name`` if it still exists."""
 
+    #: Does the engine keep the container apart from its client (docker, podman)? Then
+    #: the app is not the client's child, and its usage is read from its cgroup.
+    keeps_containers: bool = False
+
+    def container_id(self, name: str) -> str | None:
+        """The id of the running container ``name`` (None: not running, or no engine)."""
+        return None
+
     # ------------------------------------------------------------------ helpers
 
     def _run(self, args: list[str], *, timeout: float = PROBE_TIMEOUT

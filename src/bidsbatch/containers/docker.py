@@ -21,6 +21,12 @@ class DockerRuntime(ContainerRuntime):
     default_client = "docker"
     #: Seconds ``rm -f`` gives a container to stop before it is killed.
     remove_timeout = 0
+    keeps_containers = True
+
+    def container_id(self, name: str) -> str | None:
+        proc = self._run(["inspect", "--format", "{{.Id}}", name], timeout=10)
+        cid = proc.stdout.strip() if proc.returncode == 0 else ""
+        return cid or None
 
     def probe(self) -> str | None:
         # Asked, not looked up: a docker client without a daemon is on PATH on many hosts.

@@ -64,6 +64,10 @@ class AppLaunch:
         self._container = inv.container
         return inv
 
+    def container_id(self) -> str | None:
+        """The running container's id (for its cgroup: what the app used), once it has one."""
+        return self.runtime.container_id(self._container) if self._container else None
+
     def cleanup(self) -> None:
         """Remove the container if its client left it behind (a stopped or killed client)."""
         if self._container:

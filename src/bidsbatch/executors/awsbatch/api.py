@@ -68,6 +68,8 @@ class BatchApi:
         region: str | None = None,
         batch: Any = None,
         logs: Any = None,
+        ecs: Any = None,
+        ec2: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         max_tries: int = 8,
         first_delay: float = 1.0,
@@ -76,6 +78,8 @@ class BatchApi:
         self.region = region
         self._batch = batch
         self._logs = logs
+        self._ecs = ecs
+        self._ec2 = ec2
         self.sleep = sleep
         self.max_tries = max_tries
         self.first_delay = first_delay
@@ -110,6 +114,20 @@ class BatchApi:
         if self._logs is None:
             self._logs = self._client("logs")
         return self._logs
+
+    @property
+    def ecs(self) -> Any:
+        """For the container instances jobs ran on (``instances``)."""
+        if self._ecs is None:
+            self._ecs = self._client("ecs")
+        return self._ecs
+
+    @property
+    def ec2(self) -> Any:
+        """For the instances jobs ran on and their Spot prices (``instances``)."""
+        if self._ec2 is None:
+            self._ec2 = self._client("ec2")
+        return self._ec2
 
     # -- calls
 

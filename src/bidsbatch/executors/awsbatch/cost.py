@@ -67,10 +67,23 @@ def batch_cost_context(
     if no_market:
         assumptions.append(f"{len(no_market)} attempt(s) without a market: priced On-Demand "
                            "(the higher price)")
+    basis = []
+    on_hosts = [a for a in attempts if a.host]
+    if on_hosts:
+        spot_priced = sum(1 for a in on_hosts if a.market == SPOT and a.spot_price is not None)
+        basis.append(
+            f"{len(on_hosts)} attempt(s) measured: instance type and market from EC2, "
+            f"{spot_priced} at the Spot price of their zone and hour; each instance's hours "
+            "shared by this run's jobs on it (other work on it, and its idle time, not seen)")
+    volume = env.root_volume_gib if env else None
+    if volume:
+        basis.append(f"root volume {volume} GiB gp3 per instance (the launch template), "
+                     "for the instance's hours: estimated")
     return CostContext(
         job=job, priced=True, instance_types=table.instance_types,
         prices=table.prices(region), default_instance=default, default_market=ON_DEMAND,
-        region=region, assumptions=tuple(assumptions),
+        region=region, assumptions=tuple(assumptions), volume_gib=volume or None,
+        storage=table.storage_rates(region), basis=tuple(basis),
     )
 
 

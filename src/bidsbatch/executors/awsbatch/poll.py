@@ -32,6 +32,7 @@ from ...ledger import JobRecord, Ledger
 from ...ledger import ScanRecord as Record
 from ...states import ACTIVE, GroupState, ScanState
 from .api import FINAL, BatchApi
+from .instances import InstanceLookup
 from .states import (
     JobState,
     PollState,
@@ -244,6 +245,8 @@ def fetch_details(api: BatchApi, ledger: Ledger, *,
                 apply_job(ledger, scan, cid, desc, cancelled=state[job_id].cancelled,
                           attempts_only=attempts_only)
         ledger.set_meta(NO_ATTEMPTS_KEY, sorted(skip))
+    # What each attempt ran on, from the same descriptions (instance type, market, zone).
+    InstanceLookup(api, ledger).record(descs, {cid: scan for cid, (scan, _j) in want.items()})
     return len(descs)
 
 
