@@ -1,4 +1,4 @@
-"""The commands that execute and watch runs: run, status, logs, retry, cancel, demo."""
+"""The commands that execute and watch runs: run, status, logs, show, retry, cancel, demo."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from .options import (
 )
 from .plan import plan_from_options
 from .render import render_plan, status_dict
+from .show import show_command
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
     app.command("run")(executor_options(planning_options(container_options(run_command))))
     app.command("status")(status_command)
     app.command("logs")(logs_command)
+    app.command("show")(show_command)
     app.command("retry")(retry_options(retry_command))
     app.command("cancel")(cancel_command)
     app.command("demo")(demo_command)

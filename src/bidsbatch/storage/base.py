@@ -179,6 +179,10 @@ class Location(ABC):
     def read_bytes(self, key: str) -> bytes:
         """The content of ``key``; StorageError when it is missing."""
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes of ``key`` from byte ``start``: fewer, or none, past its end."""
+        return self.read_bytes(key)[start:start + length]
+
     def read_text(self, key: str) -> str:
         return self.read_bytes(key).decode("utf-8")
 

@@ -212,6 +212,27 @@ class S3Location(Location):
                                           **self.request_extra)
             return resp["Body"].read()
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        from botocore.exceptions import ClientError
+
+        if length <= 0:
+            return b""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key),
+                                          Range=f"bytes={start}-{start + length - 1}",
+                                          **self.request_extra)
+            with self._errors(key):
+                return resp["Body"].read()
+        except ClientError as exc:
+            # 416: the range starts past the end of the object, which is no error here.
+            if aws_error_code(exc) in ("InvalidRange", "416"):
+                return b""
+            raise self.translate_error(exc, key) from None
+        except BidsbatchError:
+            raise
+        except Exception as exc:
+            raise self.translate_error(exc, key) from None
+
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic on S3: readers see the old or the new object.
         with self._errors(key):
