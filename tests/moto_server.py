@@ -56,6 +56,7 @@ def _serve() -> None:
                 "target": environ.get("HTTP_X_AMZ_TARGET", ""),
                 "host": environ.get("HTTP_HOST", ""),
                 "auth": environ.get("HTTP_AUTHORIZATION", "")[:60],
+                "range": environ.get("HTTP_RANGE", ""),
             }
             length = int(environ.get("CONTENT_LENGTH") or 0)
             if length and length < 256 * 1024 and environ["REQUEST_METHOD"] == "POST":

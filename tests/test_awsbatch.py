@@ -424,6 +424,33 @@ def test_failed_scans_then_retry_submits_only_those(failing_batch: Batch, ds: Pa
     assert len(arrays) == 2 and sorted(arrays[1].scans) == failed
 
 
+@pytest.fixture(scope="module")
+def wide_ds(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """200 scans of one tiny T1w each: some hundreds of specs to submit."""
+    return make_dataset(tmp_path_factory.mktemp("wide") / "ds", subjects=200, sessions=None,
+                        modalities=("anat",), shape=(4, 4, 4))
+
+
+def test_submit_of_hundreds_of_scans_is_a_few_s3_requests(batch: Batch, wide_ds: Path) -> None:
+    _bucket, dataset, output = batch.dataset(wide_ds)
+    res = run_cli("run", dataset, output, *batch.flags(), "--no-wait", "--json")
+    assert res.returncode == 0, res.stderr
+    run_id = json.loads(res.stdout)["run_id"]
+    s3_calls = [r for r in batch.server.requests() if not r["path"].startswith("/v1/")
+                and r["target"] == "" and "bids%2Fds" not in r["query"]
+                and "/bids/ds" not in r["path"]]
+    submit = [r for r in s3_calls if f".bidsbatch%2Fruns%2F{run_id}" in r["query"]
+              or f".bidsbatch/runs/{run_id}" in r["path"]]
+    # run.json (HEAD, PUT), the run folder listed once, the manifest's HEAD and PUT, the
+    # pack's PUT: never one request per scan
+    assert len(submit) <= 10, [(r["method"], r["path"], r["query"]) for r in submit]
+    assert len([r for r in submit if r["method"] == "PUT"]) == 3
+    # and the whole run, crawl of the dataset aside (markers, leases, ...): still a few
+    assert len(s3_calls) <= 15, [(r["method"], r["path"], r["query"]) for r in s3_calls]
+    arrays = [b for b in batch.calls("submitjob") if "arrayProperties" in b]
+    assert [a["arrayProperties"]["size"] for a in arrays] == [200]
+
+
 def test_status_reads_summaries_and_batches_describe_jobs(batch: Batch, big_ds: Path) -> None:
     _bucket, dataset, output = batch.dataset(big_ds)
     res = run_cli("run", dataset, output, *batch.flags("--array-size", "50"), "--no-wait",
