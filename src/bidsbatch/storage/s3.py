@@ -36,6 +36,7 @@ from .base import (
     S3Options,
     safe_key,
 )
+from .keyranges import RangePlan
 from .transfer import ChecksumMismatchError, transfer_config
 
 _TRANSIENT_CODES = {
@@ -107,6 +108,8 @@ class S3Location(Location):
         self.prefix = prefix.strip("/")
         self.options = options
         self._client = client
+        #: How the last ``list_prefixes`` split its key range (None: one page sufficed).
+        self.last_ranges: RangePlan | None = None
 
     @property
     def client(self) -> Any:
@@ -297,51 +300,116 @@ class S3Location(Location):
                       ) -> dict[str, list[ObjectInfo]]:
         """Everything below each prefix, by prefix: a few key-range listings, not one each.
 
-        One-level prefixes (``sub-01/``), sorted in key order, are cut into at
-        most ``max_workers`` contiguous groups, and each group is one paginated
-        listing over its key range, the groups in parallel: 1,000 small subjects
-        cost about ``objects / 1000 + groups`` requests instead of one per
+        One-level prefixes (``sub-01/``), sorted in key order, are one key range:
+        its first page is read alone (a dataset under 1,000 keys is then done),
+        then the rest is cut into contiguous groups read in parallel, each one
+        paginated listing over its range. How many groups comes from what the
+        first page and one empty request took and how dense the keys are
+        (``keyranges.choose``), at most ``max_workers``: 1,000 small subjects cost
+        about ``objects / 1000 + groups + 2`` requests instead of one per
         subject (bench/RESULTS.md). Deeper prefixes are listed one by one.
         """
         flat = [p for p in prefixes if p.endswith("/") and p.count("/") == 1]
         if len(flat) < 2:
             return super().list_prefixes(prefixes, max_workers=max_workers, progress=progress)
         ordered = sorted(flat)  # S3's key order
-        n_groups = max(1, min(max_workers, len(ordered)))
-        size = max(1, -(-len(ordered) // n_groups))
-        units: list[list[str]] = [ordered[i:i + size] for i in range(0, len(ordered), size)]
-        units += [[p] for p in prefixes if p not in set(flat)]
-        total, out = len(prefixes), {}
+        total = len(prefixes)
         if progress:
             progress(0, total)
+        out, rest, start_after = self._first_page(ordered, max_workers=max_workers)
+        units: list[tuple[list[str], str | None]] = []
+        if rest:
+            n_groups = self.last_ranges.ranges if self.last_ranges else 1
+            size = max(1, -(-len(rest) // n_groups))
+            units = [(rest[i:i + size], start_after if i == 0 else None)
+                     for i in range(0, len(rest), size)]
+        flat_set, rest_set = set(flat), set(rest)
+        units += [([p], None) for p in prefixes if p not in flat_set]
 
-        def one(group: list[str]) -> dict[str, list[ObjectInfo]]:
-            if len(group) == 1:
+        def one(unit: tuple[list[str], str | None]) -> dict[str, list[ObjectInfo]]:
+            group, after = unit
+            if len(group) == 1 and after is None:
                 return {group[0]: self.list(group[0], delimiter=None).objects}
-            return self._list_key_range(group)
+            return self._list_key_range(group, start_after=after)
 
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(units))),
+        done = {p for p in ordered if p not in rest_set}
+        if progress:
+            progress(len(done), total)
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(units) or 1)),
                                 thread_name_prefix="list") as pool:
             for listing in pool.map(one, units):
-                out.update(listing)
+                for prefix, objects in listing.items():
+                    out.setdefault(prefix, []).extend(objects)
+                    done.add(prefix)
                 if progress:
-                    progress(len(out), total)
+                    progress(len(done), total)
         return out
 
-    def _list_key_range(self, group: list[str]) -> dict[str, list[ObjectInfo]]:
+    def _first_page(self, ordered: list[str], *, max_workers: int,
+                    ) -> tuple[dict[str, list[ObjectInfo]], list[str], str | None]:
+        """Read the range's first page and decide the split of the rest.
+
+        Returns the objects read so far by prefix, the prefixes still to read
+        (the first of them possibly in part) and the key to continue after.
+        """
+        import bisect
+        import time
+
+        from .keyranges import Probe, choose
+
+        out: dict[str, list[ObjectInfo]] = {p: [] for p in ordered}
+        common = _common_prefix(ordered)
+        stop = self.full_key(ordered[-1].rstrip("/") + "0")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.full_key(common),
+                                  "StartAfter": self.full_key(ordered[0].rstrip("/")),
+                                  **self.request_extra}
+        t0 = time.perf_counter()
+        with self._errors(common):
+            page = self.client.list_objects_v2(**kwargs)
+        page_seconds = time.perf_counter() - t0
+        contents = page.get("Contents", ())
+        last = None
+        for obj in contents:
+            if obj["Key"] >= stop:
+                return out, [], None
+            key = self._rel(obj["Key"])
+            folder, slash, _rest = key.partition("/")
+            if slash and folder + "/" in out:
+                out[folder + "/"].append(
+                    ObjectInfo(key, obj["Size"], _etag(obj.get("ETag"))))
+            last = key
+        if not page.get("IsTruncated") or last is None:
+            self.last_ranges = None
+            return out, [], None
+        # The latency: one request that lists (almost) nothing, past the last prefix.
+        t0 = time.perf_counter()
+        with self._errors(common):
+            self.client.list_objects_v2(**{**kwargs, "StartAfter": stop, "MaxKeys": 1})
+        small_seconds = time.perf_counter() - t0
+        at = max(0, bisect.bisect_right(ordered, last) - 1)  # the prefix holding `last`
+        rest = ordered[at:]
+        self.last_ranges = choose(
+            Probe(small_seconds=small_seconds, page_seconds=page_seconds,
+                  page_keys=len(contents), prefixes_covered=at + 0.5),
+            prefixes_left=len(rest), max_ranges=max_workers)
+        return out, rest, last
+
+    def _list_key_range(self, group: list[str], *,
+                        start_after: str | None = None) -> dict[str, list[ObjectInfo]]:
         """The objects of ``group`` (one-level prefixes, contiguous in key order), by prefix.
 
         The range starts just after ``FIRST`` (every key of ``FIRST/`` sorts after
-        it) and stops at ``LAST0`` (``/`` sorts before ``0``, so every key of
-        ``LAST/`` sorts before it). A key is given to the folder it starts with,
-        so each prefix gets exactly what ``Prefix=FIRST/`` would list; keys of
-        other folders inside the range are read and dropped.
+        it), or after ``start_after`` (a key already read), and stops at
+        ``LAST0`` (``/`` sorts before ``0``, so every key of ``LAST/`` sorts
+        before it). A key is given to the folder it starts with, so each prefix
+        gets exactly what ``Prefix=FIRST/`` would list; keys of other folders
+        inside the range are read and dropped.
         """
         out: dict[str, list[ObjectInfo]] = {p: [] for p in group}
         common = _common_prefix(group)
-        for obj in self.iter_range(common, start_after=group[0].rstrip("/"),
+        for obj in self.iter_range(common, start_after=start_after or group[0].rstrip("/"),
                                    stop=group[-1].rstrip("/") + "0"):
             folder, slash, _rest = obj.key.partition("/")
             if slash and folder + "/" in out:
