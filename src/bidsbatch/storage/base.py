@@ -250,10 +250,10 @@ class Location(ABC):
 
         return pool_round(jobs, one, max_workers=max_workers)
 
-    def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], None],
+    def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], str],
                      max_workers: int, part_size: int, progress: Progress | None,
                      ) -> list[tuple[LocalFile, BidsbatchError]]:
-        """One round of uploads, ``checksum(job)`` called for each (from any thread).
+        """One round of uploads, ``checksum(job)`` (its ``"sha256:<hex>"``) called for each.
 
         Returns the jobs that failed in a way a retry may fix; raises the first
         error that will not pass.

@@ -10,6 +10,7 @@ errors become one clear line each (:meth:`S3Location.translate_error`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import queue
@@ -78,10 +79,38 @@ def make_s3_client(options: S3Options = S3Options(), *, max_pool_connections: in
                 retries=retries,
                 max_pool_connections=max_pool_connections,
                 signature_version=UNSIGNED if options.no_sign_request else None,
+                # Every download is checked against its ETag's MD5 and every single-part
+                # upload carries our own SHA-256 (S3 checks it): botocore's CRC32 of each
+                # body, on top, would hash every byte once more (bench/RESULTS.md).
+                request_checksum_calculation=os.environ.get(
+                    "AWS_REQUEST_CHECKSUM_CALCULATION") or "when_required",
+                response_checksum_validation=os.environ.get(
+                    "AWS_RESPONSE_CHECKSUM_VALIDATION") or "when_required",
             )
             client = boto3.session.Session().client("s3", config=config)
+            client.meta.events.register("before-sign.s3.PutObject", _known_payload_hash)
             _client_cache[key] = client
         return client
+
+
+def _known_payload_hash(request: Any, **_: Any) -> None:
+    """Sign a PUT with the SHA-256 we already have instead of hashing the body again.
+
+    Over plain HTTP (an S3-compatible endpoint such as MinIO or moto) SigV4
+    signs the payload's SHA-256, which botocore computes by reading the body.
+    A single-part upload of ours carries ``x-amz-checksum-sha256``, the same
+    digest: use it. A wrong digest would fail the upload, not pass silently.
+    """
+    import base64
+    import binascii
+
+    given = request.headers.get("x-amz-checksum-sha256")
+    if not given or "X-Amz-Content-SHA256" in request.headers:
+        return
+    try:
+        request.headers["X-Amz-Content-SHA256"] = base64.b64decode(given).hex()
+    except (binascii.Error, ValueError):
+        return
 
 
 def _int_env(name: str, default: int) -> int:
@@ -439,47 +468,58 @@ class S3Location(Location):
                 except Exception as exc:
                     job.part.unlink(missing_ok=True)
                     err = self._translate_transfer(exc, job.key)
-                    if not isinstance(err, TransientStorageError):
+                    if not isinstance(err, TransientStorageError | ChecksumMismatchError):
                         raise err from None
-                    failures.append((job, err))
+                    failures.append((job, err))  # a changed object is read once more
         return failures
 
-    def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], None],
+    def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], str],
                      max_workers: int, part_size: int, progress: Progress | None,
                      ) -> list[tuple[LocalFile, BidsbatchError]]:
         """Hash on a small pool and upload each file as soon as its checksum is known."""
         done: queue.Queue[tuple[Any, Any]] = queue.Queue()
         failures: list[tuple[LocalFile, BidsbatchError]] = []
 
-        def digest(job: LocalFile) -> LocalFile:
-            checksum(job)
-            return job
+        def digest(job: LocalFile) -> tuple[LocalFile, str]:
+            return job, checksum(job)
 
-        # Hashing overlaps the uploads instead of preceding them.
-        with ThreadPoolExecutor(max_workers=2) as hashers, \
-                _transfer_manager(self, max_workers, part_size) as tm:
+        # Hashing overlaps the uploads instead of preceding them, and starts before
+        # the client exists: a fresh worker's imports and S3 client (about 0.5 s of
+        # CPU) run while the files are hashed (hashlib releases the GIL).
+        with ThreadPoolExecutor(max_workers=2) as hashers:
             hashed = [hashers.submit(digest, job) for job in jobs]
-            for fut in as_completed(hashed):
-                try:
-                    job = fut.result()
-                except OSError as exc:
-                    for f in hashed:
-                        f.cancel()
-                    raise StorageError(f"cannot read output file: {exc}") from None
-                sub = _Subscriber(job, done, progress, size=job.size)
-                # No ACL, ever: buckets made since 2023 have ACLs disabled.
-                tm.upload(str(job.path), self.bucket, self.full_key(job.key),
-                          extra_args=dict(self.request_extra), subscribers=[sub])
-            for _ in jobs:
-                job, future = done.get()
-                try:
-                    future.result()
-                except Exception as exc:
-                    err = self._translate_transfer(exc, job.key)
-                    if not isinstance(err, TransientStorageError):
-                        raise err from None
-                    failures.append((job, err))
+            with _transfer_manager(self, max_workers, part_size) as tm:
+                for fut in as_completed(hashed):
+                    try:
+                        job, checksum_text = fut.result()
+                    except OSError as exc:
+                        for f in hashed:
+                            f.cancel()
+                        raise StorageError(f"cannot read output file: {exc}") from None
+                    sub = _Subscriber(job, done, progress, size=job.size)
+                    extra = dict(self.request_extra)
+                    if job.size < part_size and checksum_text.startswith("sha256:"):
+                        # S3 checks the body against the digest the marker records.
+                        extra["ChecksumSHA256"] = base64.b64encode(
+                            bytes.fromhex(checksum_text[len("sha256:"):])).decode()
+                    # No ACL, ever: buckets made since 2023 have ACLs disabled.
+                    tm.upload(str(job.path), self.bucket, self.full_key(job.key),
+                              extra_args=extra, subscribers=[sub])
+                self._collect_uploads(jobs, done, failures)
         return failures
+
+    def _collect_uploads(self, jobs: list[LocalFile], done: queue.Queue[tuple[Any, Any]],
+                         failures: list[tuple[LocalFile, BidsbatchError]]) -> None:
+        """Wait for every upload of the round; add the transient failures to ``failures``."""
+        for _ in jobs:
+            job, future = done.get()
+            try:
+                future.result()
+            except Exception as exc:
+                err = self._translate_transfer(exc, job.key)
+                if not isinstance(err, TransientStorageError):
+                    raise err from None
+                failures.append((job, err))
 
     def etag_is_not_md5(self, key: str) -> bool:
         """Whether the object's ETag is not an MD5 of its content (SSE-KMS, SSE-C).
@@ -496,10 +536,18 @@ class S3Location(Location):
         )
 
     def _translate_transfer(self, exc: Exception, key: str) -> BidsbatchError:
-        from s3transfer.exceptions import RetriesExceededError
+        from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 
         if isinstance(exc, BidsbatchError):
             return exc
+        if isinstance(exc, S3DownloadFailedError) and "did not match expected ETag" in str(exc):
+            # Our GETs carry If-Match with the planned ETag: the object is not what was
+            # planned (same words as the MD5 check, which this check spares).
+            return ChecksumMismatchError(
+                f"{self.describe(key)}: content does not match its ETag (it changed "
+                "since the run was planned)",
+                hint="plan the run again if the dataset was changed on purpose",
+            )
         if isinstance(exc, RetriesExceededError):
             # s3transfer's own download retries (socket errors mid-body) ran out.
             return TransientStorageError(
