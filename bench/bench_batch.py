@@ -163,6 +163,8 @@ class Phase:
     client_cpu: float
     moto_cpu: float
     note: str = ""
+    #: The submit step alone, by the server's clock (see ``submit_step``); None elsewhere.
+    step: float | None = None
 
 
 @contextlib.contextmanager
@@ -177,6 +179,23 @@ def measure(server: Any, *, child: bool) -> Iterator[dict[str, float]]:
     out["wall"] = time.perf_counter() - t0
     out["client_cpu"] = (children_cpu() if child else time.process_time()) - c0
     out["moto_cpu"] = cpu_of(server.process.pid) - m0
+
+
+def submit_step(requests: list[dict[str, Any]], *, ours: bool) -> float | None:
+    """Seconds from the submit step's first request to its last SubmitJob, as moto saw them.
+
+    Ours: from the first request to the run's folder on S3 (``.bidsbatch/runs/``: the
+    executor's first, after the crawl and the plan); the old way: from its
+    RegisterJobDefinition (after its listing) to its last SubmitJob.
+    """
+    def starts(r: dict[str, Any]) -> bool:
+        if ours:
+            return ".bidsbatch/runs/" in r["path"] or ".bidsbatch%2Fruns%2F" in r["query"]
+        return r["path"] == "/v1/registerjobdefinition"
+
+    first = next((r["t"] for r in requests if starts(r)), None)
+    last = max((r["t"] for r in requests if r["path"] == "/v1/submitjob"), default=None)
+    return None if first is None or last is None else last - first
 
 
 # --------------------------------------------------------------------------- set-up
@@ -259,27 +278,34 @@ def bidsbatch(*args: str, env: dict[str, str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- ours
 
 
-def run_ours(server: Any, role: str, work: Path, k: int, n: int) -> list[Phase]:
-    home = work / f"ours-{k}"
+def run_ours(server: Any, role: str, work: Path, k: int, n: int, *, url: str,
+             src: Path | None = None, tool: str = "ours") -> list[Phase]:
+    """One run of ours; with ``src``, of the bidsbatch in that source tree (a baseline)."""
+    tag = f"{tool.replace(' ', '-').strip('()')}-{k}"
+    home = work / tag
     home.mkdir()
-    env = cli_env(server.url, home)
-    dataset, output = f"s3://{DATA_BUCKET}/{PREFIX}", f"s3://{OUT_BUCKET}/out-{k}"
+    env = cli_env(url, home)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    dataset, output = f"s3://{DATA_BUCKET}/{PREFIX}", f"s3://{OUT_BUCKET}/out-{tag}"
     argv = ["run", dataset, output, "--pipeline", "demo", "--executor", "aws-batch",
             "--job-queue", QUEUE,
             "--job-role", role, "--no-wait", "--json"]
     with measure(server, child=True) as m:
         submitted = bidsbatch(*argv, env=env)
-    sub_calls = Calls.of(server.requests())
+    seen = server.requests()
+    sub_calls = Calls.of(seen)
     if len(submitted["submitted"]) != n:
         raise SystemExit(f"ours submitted {len(submitted['submitted'])} scans, not {n}")
-    phases = [Phase("submit", "ours", n, sub_calls, m["wall"], m["client_cpu"], m["moto_cpu"])]
+    phases = [Phase("submit", tool, n, sub_calls, m["wall"], m["client_cpu"], m["moto_cpu"],
+                    step=submit_step(seen, ours=True))]
     for label in ("status (first)", "status (again)"):
         with measure(server, child=True) as m:
             status = bidsbatch("status", submitted["run_dir"], "--json", env=env)
         calls = Calls.of(server.requests())
         if status["counts"].get("succeeded") != n:
             raise SystemExit(f"ours: status counts {status['counts']}, expected {n} succeeded")
-        phases.append(Phase(label, "ours", n, calls, m["wall"], m["client_cpu"], m["moto_cpu"],
+        phases.append(Phase(label, tool, n, calls, m["wall"], m["client_cpu"], m["moto_cpu"],
                             note=f"group step {status['group_state']}"))
     return phases
 
@@ -289,11 +315,12 @@ def run_ours(server: Any, role: str, work: Path, k: int, n: int) -> list[Phase]:
 _SCAN_RE = re.compile(r"sub-([^/]+)/ses-([^/]+)/")
 
 
-def run_old(server: Any, work: Path, n_max: int, budget: float) -> tuple[list[Phase], int]:
+def run_old(server: Any, work: Path, n_max: int, budget: float, *,
+            url: str) -> tuple[list[Phase], int]:
     """m2g_cloud's shape: regex the listing, a JSON per scan, SubmitJob per scan, then
     DescribeJobs per job. Stops submitting after ``budget`` seconds."""
-    s3 = client(server.url, "s3")
-    batch = client(server.url, "batch")
+    s3 = client(url, "s3")
+    batch = client(url, "batch")
     jobs_dir = work / "old-jobs" / "jobs"
     jobs_dir.mkdir(parents=True)
     with measure(server, child=False) as m:
@@ -331,10 +358,11 @@ def run_old(server: Any, work: Path, n_max: int, budget: float) -> tuple[list[Ph
             if time.perf_counter() - t_loop > budget:
                 break
     done = len(ids)
-    sub_calls = Calls.of(server.requests())
+    seen = server.requests()
+    sub_calls = Calls.of(seen)
     note = "" if done == len(scans) else f"stopped at the {budget:.0f} s budget"
     phases = [Phase("submit", "old way", done, sub_calls, m["wall"], m["client_cpu"],
-                    m["moto_cpu"], note=note)]
+                    m["moto_cpu"], note=note, step=submit_step(seen, ours=False))]
     with measure(server, child=False) as m:
         summary: collections.Counter[str] = collections.Counter()
         for job_id in ids:
@@ -357,7 +385,8 @@ def extrapolate(p: Phase, n: int) -> Phase:
     calls = Calls(scale(p.calls.batch, {"SubmitJob", "DescribeJobs"}), p.calls.other,
                   round(p.calls.describe_ids * f))
     return Phase(p.phase, "old way (extrapolated)", n, calls, p.wall * f, p.client_cpu * f,
-                 p.moto_cpu * f, note=f"x{f:g} from {p.scans:,} measured")
+                 p.moto_cpu * f, note=f"x{f:g} from {p.scans:,} measured",
+                 step=None if p.step is None else p.step * f)
 
 
 # --------------------------------------------------------------------------- report
@@ -369,22 +398,29 @@ def median_phase(phases: list[Phase]) -> Phase:
                  statistics.median(p.wall for p in phases),
                  statistics.median(p.client_cpu for p in phases),
                  statistics.median(p.moto_cpu for p in phases),
-                 note=f"median of {len(phases)}" if len(phases) > 1 else "")
+                 note=f"median of {len(phases)}" if len(phases) > 1 else "",
+                 step=None if first.step is None else statistics.median(
+                     p.step or 0.0 for p in phases))
 
 
 def table(rows: list[tuple[Phase, Phase | None]]) -> str:
-    out = ["| phase | tool | scans | Batch calls | other calls | wall s | client CPU s "
-           "| moto CPU s | Batch calls ratio | wall ratio |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| phase | tool | scans | Batch calls | other calls | wall s | submit step s "
+           "| client CPU s | moto CPU s | Batch calls ratio | wall ratio | step ratio |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p, ours in rows:
+        step_ratio = "–"
         if ours is None or p is ours:
             calls_ratio = wall_ratio = "1x"
+            step_ratio = "1x" if p.step is not None else "–"
         else:
             calls_ratio = f"{p.calls.n_batch / max(1, ours.calls.n_batch):,.0f}x"
             wall_ratio = f"{p.wall / ours.wall:,.1f}x"
+            if p.step is not None and ours.step:
+                step_ratio = f"{p.step / ours.step:,.1f}x"
+        step = f"{p.step:.2f}" if p.step is not None else "–"
         out.append(f"| {p.phase} | {p.tool} | {p.scans:,} | {p.calls.n_batch:,} | "
-                   f"{p.calls.n_other:,} | {p.wall:.2f} | {p.client_cpu:.2f} | "
-                   f"{p.moto_cpu:.2f} | {calls_ratio} | {wall_ratio} |")
+                   f"{p.calls.n_other:,} | {p.wall:.2f} | {step} | {p.client_cpu:.2f} | "
+                   f"{p.moto_cpu:.2f} | {calls_ratio} | {wall_ratio} | {step_ratio} |")
     return "\n".join(out)
 
 
@@ -397,47 +433,81 @@ def main() -> int:
     ap.add_argument("--old-budget", type=float, default=300.0,
                     help="seconds after which the old way's submit loop stops")
     ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument("--latency-ms", type=float, default=None,
+                    help="put bench/latency_proxy.py with this delay per round trip between "
+                         "every client and moto")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="also run the bidsbatch of this source tree (e.g. /work/main/src), "
+                         "alternating with ours, as 'baseline'")
+    ap.add_argument("--skip-old", action="store_true", help="do not run the old way")
     ns = ap.parse_args()
     moto_server = load_moto_server()
+    sys.path.insert(0, str(HERE))
+    import latency_proxy
     started = datetime.datetime.now(datetime.UTC)
     log: Callable[[str], None] = lambda msg: print(  # noqa: E731
         f"[{time.perf_counter() - t_start:7.1f}s] {msg}", file=sys.stderr, flush=True)
     t_start = time.perf_counter()
     labels = scan_labels(ns.scans)
     server = moto_server.start(env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"})
+    stack = contextlib.ExitStack()
+    old: list[Phase] = []
+    base_runs: list[list[Phase]] = []
     try:
+        url = server.url
+        if ns.latency_ms is not None:
+            url = stack.enter_context(latency_proxy.start(server.url, ns.latency_ms)).url
+            log(f"latency proxy {url}: {ns.latency_ms:g} ms per round trip")
         server.configure({"batch": {"use_docker": False}})
         role = set_up_batch(server.url)
         up = upload_dataset(server.url, labels)
         log(f"set-up: {len(labels):,} scans uploaded in {up:.1f} s")
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
             work = Path(tmp)
-            old, n_found = run_old(server, work, ns.old_scans or ns.scans, ns.old_budget)
-            if n_found != ns.scans:
-                raise SystemExit(f"the old way's regexes found {n_found} scans, not {ns.scans}")
+            if not ns.skip_old:
+                old, n_found = run_old(server, work, ns.old_scans or ns.scans, ns.old_budget,
+                                       url=url)
+                if n_found != ns.scans:
+                    raise SystemExit(f"the old way's regexes found {n_found} scans, "
+                                     f"not {ns.scans}")
             for p in old:
                 log(f"old way {p.phase}: {p.scans:,} scans, {p.wall:.1f} s; "
                     f"{p.calls.describe()}")
             ours_runs = []
             for k in range(1, ns.repeats + 1):
-                phases = run_ours(server, role, work, k, ns.scans)
-                for p in phases:
-                    log(f"ours #{k} {p.phase}: {p.wall:.1f} s; {p.calls.describe()} "
-                        f"({p.calls.describe_ids:,} ids described)")
-                ours_runs.append(phases)
+                # Paired and alternating: a busy minute hits both, in turn first.
+                order = ["ours", "baseline"] if k % 2 else ["baseline", "ours"]
+                for tool in order:
+                    if tool == "baseline" and ns.baseline_src is None:
+                        continue
+                    phases = run_ours(server, role, work, k, ns.scans, url=url,
+                                      src=ns.baseline_src if tool == "baseline" else None,
+                                      tool=tool)
+                    for p in phases:
+                        log(f"{tool} #{k} {p.phase}: {p.wall:.1f} s (step {p.step}); "
+                            f"{p.calls.describe()} ({p.calls.describe_ids:,} ids described)")
+                    (base_runs if tool == "baseline" else ours_runs).append(phases)
     finally:
+        stack.close()
         server.stop()
     finished = datetime.datetime.now(datetime.UTC)
     ours = {p.phase: median_phase([run[i] for run in ours_runs])
             for i, p in enumerate(ours_runs[0])}
+    base = ({p.phase: median_phase([run[i] for run in base_runs])
+             for i, p in enumerate(base_runs[0])} if base_runs else {})
     rows: list[tuple[Phase, Phase | None]] = []
-    for old_p in old:
-        mine = ours[old_p.phase]
+    for phase in ("submit", "status (first)"):
+        mine = ours[phase]
         rows.append((mine, mine))
-        rows.append((old_p, mine))
-        if old_p.scans != ns.scans:
-            rows.append((extrapolate(old_p, ns.scans), mine))
+        if phase in base:
+            rows.append((base[phase], mine))
+        for old_p in (p for p in old if p.phase == phase):
+            rows.append((old_p, mine))
+            if old_p.scans != ns.scans:
+                rows.append((extrapolate(old_p, ns.scans), mine))
     rows.append((ours["status (again)"], None))
+    if ns.latency_ms is not None:
+        print(f"\nThrough bench/latency_proxy.py: {ns.latency_ms:g} ms per round trip.")
     print(f"\n{started:%Y-%m-%d %H:%M}–{finished:%H:%M} UTC, {platform.node()}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, Python "
           f"{platform.python_version()}\n")
@@ -454,9 +524,10 @@ def main() -> int:
         print(f"- {p.phase}: {walls} (Batch calls {batch_calls})")
     if ns.json_out:
         dump = {"started": started.isoformat(), "finished": finished.isoformat(),
-                "scans": ns.scans,
+                "scans": ns.scans, "latency_ms": ns.latency_ms,
                 "old": [_as_dict(p) for p in old],
-                "ours": [[_as_dict(p) for p in run] for run in ours_runs]}
+                "ours": [[_as_dict(p) for p in run] for run in ours_runs],
+                "baseline": [[_as_dict(p) for p in run] for run in base_runs]}
         ns.json_out.write_text(json.dumps(dump, indent=2))
     return 0
 
@@ -464,7 +535,8 @@ def main() -> int:
 def _as_dict(p: Phase) -> dict[str, Any]:
     return {"phase": p.phase, "tool": p.tool, "scans": p.scans, "batch": dict(p.calls.batch),
             "other": dict(p.calls.other), "describe_ids": p.calls.describe_ids,
-            "wall": p.wall, "client_cpu": p.client_cpu, "moto_cpu": p.moto_cpu, "note": p.note}
+            "wall": p.wall, "client_cpu": p.client_cpu, "moto_cpu": p.moto_cpu, "note": p.note,
+            "step": p.step}
 
 
 if __name__ == "__main__":

@@ -99,9 +99,9 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
 
 
-def make_tools(env: dict[str, str], endpoint: str, *, workers: int, chunk_mib: int) -> list[Tool]:
-    from bidsbatch import transfer
-    from bidsbatch.storage import S3Location, make_s3_client
+def make_tools(env: dict[str, str], endpoint: str, *, workers: int, chunk_mib: int,
+               work: Path | None = None, baseline_src: Path | None = None) -> list[Tool]:
+    from bidsbatch.storage import S3Location, make_s3_client, transfer
 
     client = make_s3_client(max_pool_connections=max(32, workers))
     source = S3Location(BUCKET, "scan", client=client)
@@ -117,6 +117,25 @@ def make_tools(env: dict[str, str], endpoint: str, *, workers: int, chunk_mib: i
 
     tools = [Tool("bidsbatch", bb_download, bb_upload,
                   f"s3transfer, {workers} requests at once, {chunk_mib} MiB parts")]
+    if work is not None:
+        # As whole processes, like s5cmd: the interpreter, imports, client and transfers.
+        items_file = work / "items.json"
+        items_file.write_text(json.dumps([{"key": i.key, "size": i.size, "etag": i.etag}
+                                          for i in items]))
+        stage = str(REPO / "bench" / "stage_process.py")
+        for name, src in (("bidsbatch-process", None), ("baseline-process", baseline_src)):
+            if name == "baseline-process" and src is None:
+                continue
+            penv = {**env, **({"PYTHONPATH": str(src)} if src else {})}
+            tools.append(Tool(
+                name,
+                lambda dest, penv=penv: _run([sys.executable, stage, "in", str(items_file),
+                                              BUCKET, "scan", str(dest)], penv),
+                lambda src_, prefix, penv=penv: _run([sys.executable, stage, "out", str(src_),
+                                                      BUCKET, prefix], penv),
+                "bench/stage_process.py: download_many / upload_tree in a new process"
+                + (f" (source tree {src})" if src else ""),
+            ))
 
     s5 = str(BIN / "s5cmd")
     tools.append(Tool(
@@ -295,14 +314,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true",
                     help="only bidsbatch, over worker counts and part sizes")
     ap.add_argument("--json", type=Path, help="also write the raw samples here")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="also run the process tool with the bidsbatch of this source tree")
+    ap.add_argument("--latency-ms", type=float, default=None,
+                    help="put bench/latency_proxy.py with this delay per round trip between "
+                         "the tools and moto")
     args = ap.parse_args(argv)
 
     moto_server = _load_moto_server()
     server = moto_server.start(env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"})
     work = Path(tempfile.mkdtemp(prefix="bench-transfer-"))
+    stack = contextlib.ExitStack()
+    url = server.url
+    if args.latency_ms is not None:
+        sys.path.insert(0, str(REPO / "bench"))
+        import latency_proxy
+
+        url = stack.enter_context(latency_proxy.start(server.url, args.latency_ms)).url
+        print(f"# through the latency proxy: {args.latency_ms:g} ms per round trip",
+              file=sys.stderr)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update({
-        "AWS_ENDPOINT_URL": server.url, "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url, "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIABENCH",
         "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": str(work / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(work / "none"),
@@ -325,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.sweep:
             return _sweep(server, client, env, src, total, work, args)
 
-        tools = make_tools(env, server.url, workers=args.workers, chunk_mib=args.chunk_mib)
+        tools = make_tools(env, url, workers=args.workers, chunk_mib=args.chunk_mib,
+                           work=work, baseline_src=args.baseline_src)
         if args.tools:
             wanted = set(args.tools.split(","))
             tools = [t for t in tools if t.name in wanted]
@@ -351,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 {t: {d: [s.__dict__ for s in ss] for d, ss in v.items()}
                  for t, v in results.items()}, indent=1))
     finally:
+        stack.close()
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -363,9 +398,9 @@ def _report(results, tools, total: int, args) -> None:  # type: ignore[no-untype
           f"median of {args.reps}\n")
     base = {d: statistics.median(s.seconds for s in results["s5cmd"][d])
             for d in ("stage-in", "stage-out")} if "s5cmd" in results else None
-    print("| tool | direction | median s | MB/s | vs s5cmd | client CPU s | moto CPU s "
-          "| requests |")
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print("| tool | direction | median s | MB/s | vs s5cmd | client CPU s | client CPU s/GB "
+          "| moto CPU s | requests |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for tool in tools:
         for direction in ("stage-in", "stage-out"):
             samples = results[tool.name][direction]
@@ -375,7 +410,7 @@ def _report(results, tools, total: int, args) -> None:  # type: ignore[no-untype
             reqs = ", ".join(f"{k} {v}" for k, v in sorted(samples[-1].requests.items()))
             ratio = f"{base[direction] / med:.2f}x" if base else "-"
             print(f"| {tool.name} | {direction} | {med:.2f} | {total / MB / med:.1f} | "
-                  f"{ratio} | {ccpu:.2f} | {cpu:.2f} | {reqs} |")
+                  f"{ratio} | {ccpu:.2f} | {ccpu / (total / 1e9):.2f} | {cpu:.2f} | {reqs} |")
     print()
     for tool in tools:
         print(f"- {tool.name}: {tool.note}")

@@ -66,6 +66,8 @@ def _serve() -> None:
                 "host": environ.get("HTTP_HOST", ""),
                 "auth": environ.get("HTTP_AUTHORIZATION", "")[:60],
                 "payer": environ.get("HTTP_X_AMZ_REQUEST_PAYER", ""),
+                "range": environ.get("HTTP_RANGE", ""),
+                "t": time.time(),  # when it arrived: benchmarks time phases by the server
             }
             length = int(environ.get("CONTENT_LENGTH") or 0)
             if length and length < 256 * 1024 and environ["REQUEST_METHOD"] == "POST":

@@ -206,6 +206,22 @@ def _s3_json(s3: Any, uri: str) -> Any:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
+def _pack_specs(s3: Any, uri: str) -> dict[str, bytes]:
+    """Scan id -> spec bytes of a spec pack, in index order, read here from its layout:
+    a 256-byte JSON header, 40-byte records "index offset length", then the specs."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    header = json.loads(data[:256])
+    assert header["format"] == "bidsbatch-spec-pack/1" and data[255:256] == b"\n"
+    out = {}
+    for i in range(header["count"]):
+        index, offset, length = map(int, data[256 + 40 * i:256 + 40 * (i + 1)].split())
+        assert index == i
+        raw = data[offset:offset + length]
+        out[json.loads(raw)["scan_id"]] = raw
+    return out
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -222,8 +238,9 @@ def test_run_is_one_array_job_and_a_group_job(batch: Batch, ds: Path) -> None:
     array, group = submits
     assert array["arrayProperties"] == {"size": 6}
     manifest_uri = f"{output}/.bidsbatch/runs/{run_id}/manifest-1.json"
-    assert array["containerOverrides"]["command"] == ["bidsbatch", "worker", "--manifest",
-                                                      manifest_uri]
+    pack_uri = f"{output}/.bidsbatch/runs/{run_id}/specs-1.pack"
+    assert array["containerOverrides"]["command"] == ["bidsbatch", "worker", "--pack",
+                                                      pack_uri]
     assert array["jobName"] == f"bidsbatch-{run_id}-a1-bidsbatch-synthetic-dataset"
     assert array["tags"]["bidsbatch:run-id"] == run_id
     assert array["tags"]["bidsbatch:dataset"] == dataset
@@ -233,13 +250,29 @@ def test_run_is_one_array_job_and_a_group_job(batch: Batch, ds: Path) -> None:
     assert set(jobs) == {"array", "group"}
     assert group["dependsOn"] == [{"jobId": jobs["array"].job_id}]
 
-    # the manifest lists the specs, relative; the specs and run.json are beside it
+    # the manifest lists the scans by index; the pack holds their specs, byte for byte
+    # those of the run directory; run.json is beside them, and nothing else (no per-scan
+    # object)
     manifest = _s3_json(batch.s3, manifest_uri)
     assert manifest["run_id"] == run_id
     assert manifest["specs"] == [f"specs/{s}.json" for s in jobs["array"].scans]
-    spec = _s3_json(batch.s3, f"{output}/.bidsbatch/runs/{run_id}/specs/sub-02_ses-1.json")
-    assert spec["scan_id"] == "sub-02_ses-1" and spec["run_id"] == run_id
+    from bidsbatch.runs import runs_root
+
+    packed = _pack_specs(batch.s3, pack_uri)
+    assert list(packed) == jobs["array"].scans
+    for scan, raw in packed.items():
+        assert raw == (runs_root() / run_id / "specs" / f"{scan}.json").read_bytes()
+    assert json.loads(packed["sub-02_ses-1"])["run_id"] == run_id
     assert _s3_json(batch.s3, f"{output}/.bidsbatch/runs/{run_id}/run.json")["run_id"] == run_id
+    bucket = output[len("s3://"):].split("/")[0]
+    run_keys = batch.s3.list_objects_v2(
+        Bucket=bucket, Prefix=f"derivatives/demo/.bidsbatch/runs/{run_id}/")["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[-1] for o in run_keys) == [
+        "manifest-1.json", "run.json", "specs-1.pack"]
+    # `show` prints a scan's spec: the same bytes
+    shown = run_cli("show", run_id, "sub-02_ses-1")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.encode() == packed["sub-02_ses-1"]
 
     # each scan points at its array child; every attempt is recorded
     by_scan = {s["scan_id"]: s for s in status["scans"]}
@@ -381,14 +414,46 @@ def test_failed_scans_then_retry_submits_only_those(failing_batch: Batch, ds: Pa
     assert "retrying 4 scan(s)" in retry.stderr
     submits = batch.calls("submitjob")
     assert len(submits) == 2  # a new array of the failed scans, and the group step
-    manifest = _s3_json(batch.s3, submits[0]["containerOverrides"]["command"][-1])
-    assert sorted(e.split("/")[-1][:-5] for e in manifest["specs"]) == failed
-    assert manifest["specs"] != first_array and submits[0]["arrayProperties"] == {"size": 4}
+    command = submits[0]["containerOverrides"]["command"]
+    assert command[2] == "--pack" and command[3] != first_array["containerOverrides"]["command"][3]
+    retried = list(_pack_specs(batch.s3, command[3]))  # the retry's own index -> scan
+    assert sorted(retried) == failed
+    folder, _, name = command[3].rpartition("/")
+    manifest = _s3_json(batch.s3, f"{folder}/{name.replace('specs-', 'manifest-')[:-5]}.json")
+    assert manifest["specs"] == [f"specs/{s}.json" for s in retried]
+    assert submits[0]["arrayProperties"] == {"size": 4}
     after = _status(status["run_id"])
     attempts = {s["scan_id"]: s["attempts"] for s in after["scans"]}
     assert {s: attempts[s] for s in failed} == dict.fromkeys(failed, 2)
     arrays = [j for j in _ledger_jobs(status["run_id"]) if j.kind == "array"]
     assert len(arrays) == 2 and sorted(arrays[1].scans) == failed
+
+
+@pytest.fixture(scope="module")
+def wide_ds(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """200 scans of one tiny T1w each: some hundreds of specs to submit."""
+    return make_dataset(tmp_path_factory.mktemp("wide") / "ds", subjects=200, sessions=None,
+                        modalities=("anat",), shape=(4, 4, 4))
+
+
+def test_submit_of_hundreds_of_scans_is_a_few_s3_requests(batch: Batch, wide_ds: Path) -> None:
+    _bucket, dataset, output = batch.dataset(wide_ds)
+    res = run_cli("run", dataset, output, *batch.flags(), "--no-wait", "--json")
+    assert res.returncode == 0, res.stderr
+    run_id = json.loads(res.stdout)["run_id"]
+    s3_calls = [r for r in batch.server.requests() if not r["path"].startswith("/v1/")
+                and r["target"] == "" and "bids%2Fds" not in r["query"]
+                and "/bids/ds" not in r["path"]]
+    submit = [r for r in s3_calls if f".bidsbatch%2Fruns%2F{run_id}" in r["query"]
+              or f".bidsbatch/runs/{run_id}" in r["path"]]
+    # run.json (HEAD, PUT), the run folder listed once, the manifest's HEAD and PUT, the
+    # pack's PUT: never one request per scan
+    assert len(submit) <= 10, [(r["method"], r["path"], r["query"]) for r in submit]
+    assert len([r for r in submit if r["method"] == "PUT"]) == 3
+    # and the whole run, crawl of the dataset aside (markers, leases, ...): still a few
+    assert len(s3_calls) <= 15, [(r["method"], r["path"], r["query"]) for r in s3_calls]
+    arrays = [b for b in batch.calls("submitjob") if "arrayProperties" in b]
+    assert [a["arrayProperties"]["size"] for a in arrays] == [200]
 
 
 def test_status_reads_summaries_and_batches_describe_jobs(batch: Batch, big_ds: Path) -> None:
@@ -507,8 +572,8 @@ def _scans_by_live_job(batch: Batch, run_id: str) -> list[str]:
         if ":" in job["jobId"]:
             continue
         desc = batch.batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]
-        manifest = _s3_json(batch.s3, desc["container"]["command"][-1])
-        scans += [e.split("/")[-1] for e in manifest["specs"]]
+        command = desc["container"]["command"]
+        scans += list(_pack_specs(batch.s3, command[command.index("--pack") + 1]))
     return scans
 
 

@@ -112,23 +112,8 @@ def test_s3_refuses_hostile_keys_and_skips_folder_markers(s3, tmp_path: Path) ->
     assert any("refused unsafe key" in w for w in ds.warnings)
 
 
-def test_s3_lists_more_than_one_page(s3, tmp_path: Path) -> None:
-    """A subject with more than 1,000 objects: every page is read."""
-    bucket = unique_bucket()
-    s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="ds/dataset_description.json",
-                  Body=b'{"Name": "x", "BIDSVersion": "1.10.0"}')
-    from concurrent.futures import ThreadPoolExecutor
-
-    keys = [f"ds/sub-01/func/sub-01_task-rest_run-{i}_bold.nii.gz" for i in range(1, 1101)]
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda k: s3.put_object(Bucket=bucket, Key=k, Body=b"x"), keys))
-    ds = crawl(f"s3://{bucket}/ds")
-    assert len(ds.scans[0].files) == 1101
-
-
 def test_s3_crawl_lists_each_subject_once(aws, s3, tmp_path: Path) -> None:
-    """Root listing with a delimiter, then one listing per subject: no per-prefix walk."""
+    """Root listing with a delimiter, then one page for every subject: no per-prefix walk."""
     from bidsbatch.synth import make_dataset
 
     root = make_dataset(tmp_path / "ds", subjects=6, sessions=("1", "2"), shape=(4, 4, 4),
@@ -139,8 +124,9 @@ def test_s3_crawl_lists_each_subject_once(aws, s3, tmp_path: Path) -> None:
     ds = crawl(f"s3://{bucket}/ds")
     assert len(ds.scans) == 12
     lists = [r for r in aws.requests() if r["method"] == "GET" and "list-type=2" in r["query"]]
-    # 1 root listing + 1 per subject; reads: dataset_description.json (+ .bidsignore if any)
-    assert len(lists) == 7
+    # 1 root listing + 1 page of all six subjects' keys (under 1,000 of them); reads:
+    # dataset_description.json (+ .bidsignore if any)
+    assert len(lists) == 2
     gets = [r for r in aws.requests() if r["method"] == "GET" and "list-type" not in r["query"]]
     assert [g["path"].rsplit("/", 1)[-1] for g in gets] == ["dataset_description.json"]
 
@@ -161,10 +147,18 @@ def test_scan_ids_round_trip(text: str, expected: tuple[str, str | None]) -> Non
 
 
 def test_s3_range_listing_matches_local_with_tricky_labels(aws, s3, tmp_path: Path) -> None:
-    """Many subjects in few key-range listings: same scans as the local crawl, fewer calls."""
+    """Many subjects in few key-range listings: same scans as the local crawl, fewer calls.
+
+    sub-01 has more than 1,000 objects: every page is read. The first page ends
+    inside it, just before its tricky neighbours: the listing goes on from the
+    last key read, in key ranges.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     labels = ["01", "010", "0100", "01a", "1", "10", "2", "a+b", "ab", "abc", "b", "c"]
     labels += [f"x{i:02d}" for i in range(28)]
     keys = ["dataset_description.json", "sub-01.txt"]
+    keys += [f"sub-01/func/sub-01_task-rest_run-{i}_bold.nii.gz" for i in range(1, 1101)]
     for label in labels:
         keys += [f"sub-{label}/anat/sub-{label}_T1w.nii.gz",
                  f"sub-{label}/func/sub-{label}_task-rest_bold.nii.gz"]
@@ -172,12 +166,39 @@ def test_s3_range_listing_matches_local_with_tricky_labels(aws, s3, tmp_path: Pa
     layout = Layout("many", tuple(keys), {})
     root = layout.write(tmp_path / "ds")
     bucket = unique_bucket()
-    upload_tree(s3, root, bucket, "ds")
+    s3.create_bucket(Bucket=bucket)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=bucket, Key=f"ds/{k}",
+                                              Body=(root / k).read_bytes()), keys))
     local = crawl(str(root))
     aws.reset_requests()
     remote = crawl(f"s3://{bucket}/ds", max_workers=4)
     assert [(s.id, [f.key for f in s.files]) for s in remote.scans] == [
         (s.id, [f.key for f in s.files]) for s in local.scans]
     assert len(remote.scans) == len(labels)
+    assert remote.scans[0].id == "sub-01" and len(remote.scans[0].files) >= 1102
     lists = [r for r in aws.requests() if "list-type=2" in r["query"]]
-    assert len(lists) == 1 + 4  # the root, then one listing per group of subjects
+    # the root, the first page, one near-empty timing request, then the rest (~190 keys)
+    # in at most 4 ranges of one page each
+    assert 4 <= len(lists) <= 3 + 4
+    assert not [r for r in lists if "prefix=ds%2Fsub-01%2F" in r["query"]]  # no per subject
+
+
+def test_key_ranges_follow_latency_and_size() -> None:
+    from bidsbatch.storage.keyranges import Probe, choose
+
+    def ranges(small: float, page: float, *, covered: float = 40, left: int = 960,
+               cap: int = 16) -> int:
+        probe = Probe(small_seconds=small, page_seconds=page, page_keys=1000,
+                      prefixes_covered=covered)
+        return choose(probe, prefixes_left=left, max_ranges=cap).ranges
+
+    # a serial server (moto on loopback): little to hide, few ranges
+    assert ranges(0.010, 0.300) == 3
+    # the same work behind more latency: more in flight
+    assert ranges(0.040, 0.080) == 4 < ranges(0.100, 0.140) == 7 < ranges(0.200, 0.210) == 16
+    # never more ranges than pages left (960 prefixes at 25 keys each: 24 pages)...
+    assert ranges(0.5, 0.51, cap=64) == 24
+    # ...nor than prefixes, nor than the cap
+    assert ranges(0.5, 0.51, covered=1, left=3) == 3
+    assert ranges(0.5, 0.51, cap=8) == 8

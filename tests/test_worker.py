@@ -236,6 +236,51 @@ def test_batch_array_child_s3_in_s3_out_then_already_done(aws, s3, ds: Path, app
     assert not [r for r in requests if r["method"] in ("PUT", "POST", "DELETE")]
 
 
+def test_pack_child_reads_only_its_own_spec_with_two_ranged_gets(aws, s3, ds: Path,  # type: ignore[no-untyped-def]
+                                                                  app_path: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    from bidsbatch import specpack
+
+    bucket = unique_bucket()
+    upload_tree(s3, ds, bucket, "ds")
+    specs = make_specs(f"s3://{bucket}/ds", f"s3://{bucket}/out", app_path)
+    assert len(specs) == 2
+    pack_key = f"out/.bidsbatch/runs/{specs[0].run_id}/specs-1.pack"
+    s3.put_object(Bucket=bucket, Key=pack_key, Body=specpack.build(specs[0].run_id, specs))
+    pack_uri = f"s3://{bucket}/{pack_key}"
+    target = specs[1]
+
+    aws.reset_requests()
+    res = run_cli("worker", "--pack", pack_uri, "--scratch", str(tmp_path / "scratch"),
+                  env={"AWS_BATCH_JOB_ARRAY_INDEX": "1", "AWS_BATCH_JOB_ID": "j:1"})
+    assert res.returncode == 0, res.output
+    assert f"scan {target.scan_id} of run {target.run_id}" in res.stdout
+    reads = [r for r in aws.requests() if r["path"].endswith("/specs-1.pack")]
+    assert [r["method"] for r in reads] == ["GET", "GET"]
+    assert all(r["range"].startswith("bytes=") for r in reads)  # never the whole pack
+    marker = json.loads(s3.get_object(
+        Bucket=bucket, Key=f"out/.bidsbatch/done/{target.scan_id}.json")["Body"].read())
+    assert marker["executor_job_id"] == "j:1" and marker["scan_id"] == target.scan_id
+
+    # an index past the end, into the specs or past the object, is refused, not misread
+    # (in this process: the same code the CLI runs, without a start-up each)
+    from bidsbatch.worker_entry import WorkerJob, run_job
+
+    for index in (len(specs), 10**6):
+        assert run_job(WorkerJob(pack=pack_uri, index=index), environ={}) == 2
+        assert "out of range" in capsys.readouterr().err
+    assert run_job(WorkerJob(pack=pack_uri), environ={}) == 2
+    assert "--pack needs an index" in capsys.readouterr().err
+    # the same layout read from a local file; the whole pack's scans by index
+    local = tmp_path / "specs-1.pack"
+    local.write_bytes(specpack.build(specs[0].run_id, specs))
+    from bidsbatch.storage import LocalLocation
+
+    assert specpack.read_spec(LocalLocation(tmp_path), local.name, 0) == specs[0]
+    assert specpack.scan_ids(local.read_bytes()) == [s.scan_id for s in specs]
+    assert specpack.read_header(LocalLocation(tmp_path), local.name).count == len(specs)
+
+
 # --------------------------------------------------------------------------- failures
 
 

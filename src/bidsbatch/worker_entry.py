@@ -32,6 +32,8 @@ class WorkerJob:
 
     spec: str | None = None
     manifest: str | None = None
+    #: A spec pack (``specpack``): the child reads only its own spec, by index.
+    pack: str | None = None
     index: int | None = None
     index_base: int = 0
     #: Added to the array index: the manifest position of this array's index 0.
@@ -67,21 +69,26 @@ def _run(job: WorkerJob, environ: dict[str, str]) -> int:
         run_worker,
     )
 
-    if (job.spec is None) == (job.manifest is None):
-        raise UsageError("give exactly one of --spec URI and --manifest URI")
+    if sum(x is not None for x in (job.spec, job.manifest, job.pack)) != 1:
+        raise UsageError("give exactly one of --spec URI, --manifest URI and --pack URI")
     try:
         if job.spec is not None:
             the_spec = load_spec(job.spec)
         else:
-            assert job.manifest is not None
             position = array_index(job.index, environ, base=job.index_base)
             if position is None:
                 raise UsageError(
-                    "--manifest needs an index",
+                    f"--{'pack' if job.pack is not None else 'manifest'} needs an index",
                     hint="pass --index, or run as an array job (AWS_BATCH_JOB_ARRAY_INDEX, "
                          "SLURM_ARRAY_TASK_ID)",
                 )
-            the_spec = load_manifest_spec(job.manifest, position + job.index_offset)
+            if job.pack is not None:
+                from .specpack import load_uri
+
+                the_spec = load_uri(job.pack, position + job.index_offset)
+            else:
+                assert job.manifest is not None
+                the_spec = load_manifest_spec(job.manifest, position + job.index_offset)
     except TransientStorageError as exc:
         # Reading the spec is part of the job: a storage fault here is retryable too.
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)

@@ -1,4 +1,4 @@
-"""The commands that execute and watch runs: run, status, logs, retry, cancel, demo."""
+"""The commands that execute and watch runs: run, status, logs, show, retry, cancel, demo."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from .options import (
 from .pipeline_options import pipeline_options
 from .plan import plan_from_options
 from .render import render_plan, status_dict
+from .show import show_command
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +38,7 @@ def register(app: typer.Typer) -> None:
         pipeline_options(run_command)))))
     app.command("status")(status_command)
     app.command("logs")(logs_command)
+    app.command("show")(show_command)
     app.command("retry")(retry_options(retry_command))
     app.command("cancel")(cancel_command)
     app.command("demo")(demo_command)

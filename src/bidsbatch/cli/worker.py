@@ -21,6 +21,10 @@ def worker_command(
         "--manifest", metavar="URI",
         help="A run's manifest; the scan is chosen by --index, AWS_BATCH_JOB_ARRAY_INDEX "
              "or SLURM_ARRAY_TASK_ID.")] = None,
+    pack: Annotated[str | None, typer.Option(
+        "--pack", metavar="URI",
+        help="A spec pack: the scan is chosen as for --manifest, read with ranged GETs.")]
+    = None,
     index: Annotated[int | None, typer.Option(
         help="Position in the manifest (overrides the array variables).")] = None,
     index_base: Annotated[int, typer.Option(
@@ -56,7 +60,7 @@ def worker_command(
     from ..worker_entry import WorkerJob, run_job
 
     raise typer.Exit(run_job(WorkerJob(
-        spec=spec, manifest=manifest, index=index, index_base=index_base,
+        spec=spec, manifest=manifest, pack=pack, index=index, index_base=index_base,
         index_offset=index_offset, attempt=attempt,
         job_id=job_id, scratch=scratch, keep_scratch=keep_scratch, force=force,
         timeout_minutes=timeout, transfers=transfers, transfer_retries=transfer_retries,

@@ -179,6 +179,10 @@ class Location(ABC):
     def read_bytes(self, key: str) -> bytes:
         """The content of ``key``; StorageError when it is missing."""
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes of ``key`` from byte ``start``: fewer, or none, past its end."""
+        return self.read_bytes(key)[start:start + length]
+
     def read_text(self, key: str) -> str:
         return self.read_bytes(key).decode("utf-8")
 
@@ -246,10 +250,10 @@ class Location(ABC):
 
         return pool_round(jobs, one, max_workers=max_workers)
 
-    def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], None],
+    def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], str],
                      max_workers: int, part_size: int, progress: Progress | None,
                      ) -> list[tuple[LocalFile, BidsbatchError]]:
-        """One round of uploads, ``checksum(job)`` called for each (from any thread).
+        """One round of uploads, ``checksum(job)`` (its ``"sha256:<hex>"``) called for each.
 
         Returns the jobs that failed in a way a retry may fix; raises the first
         error that will not pass.

@@ -69,6 +69,16 @@ class LocalLocation(Location):
         except OSError as exc:
             raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            with self._path(key).open("rb") as f:
+                f.seek(start)
+                return f.read(length)
+        except FileNotFoundError:
+            raise StorageError(f"{self.describe(key)} does not exist") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
+
     def write_bytes(self, key: str, data: bytes) -> None:
         try:
             atomic_write(self._path(key), data)

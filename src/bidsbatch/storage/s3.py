@@ -10,6 +10,7 @@ errors become one clear line each (:meth:`S3Location.translate_error`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import queue
@@ -36,6 +37,7 @@ from .base import (
     S3Options,
     safe_key,
 )
+from .keyranges import RangePlan
 from .transfer import ChecksumMismatchError, transfer_config
 
 _TRANSIENT_CODES = {
@@ -77,10 +79,38 @@ def make_s3_client(options: S3Options = S3Options(), *, max_pool_connections: in
                 retries=retries,
                 max_pool_connections=max_pool_connections,
                 signature_version=UNSIGNED if options.no_sign_request else None,
+                # Every download is checked against its ETag's MD5 and every single-part
+                # upload carries our own SHA-256 (S3 checks it): botocore's CRC32 of each
+                # body, on top, would hash every byte once more (bench/RESULTS.md).
+                request_checksum_calculation=os.environ.get(
+                    "AWS_REQUEST_CHECKSUM_CALCULATION") or "when_required",
+                response_checksum_validation=os.environ.get(
+                    "AWS_RESPONSE_CHECKSUM_VALIDATION") or "when_required",
             )
             client = boto3.session.Session().client("s3", config=config)
+            client.meta.events.register("before-sign.s3.PutObject", _known_payload_hash)
             _client_cache[key] = client
         return client
+
+
+def _known_payload_hash(request: Any, **_: Any) -> None:
+    """Sign a PUT with the SHA-256 we already have instead of hashing the body again.
+
+    Over plain HTTP (an S3-compatible endpoint such as MinIO or moto) SigV4
+    signs the payload's SHA-256, which botocore computes by reading the body.
+    A single-part upload of ours carries ``x-amz-checksum-sha256``, the same
+    digest: use it. A wrong digest would fail the upload, not pass silently.
+    """
+    import base64
+    import binascii
+
+    given = request.headers.get("x-amz-checksum-sha256")
+    if not given or "X-Amz-Content-SHA256" in request.headers:
+        return
+    try:
+        request.headers["X-Amz-Content-SHA256"] = base64.b64decode(given).hex()
+    except (binascii.Error, ValueError):
+        return
 
 
 def _int_env(name: str, default: int) -> int:
@@ -107,6 +137,8 @@ class S3Location(Location):
         self.prefix = prefix.strip("/")
         self.options = options
         self._client = client
+        #: How the last ``list_prefixes`` split its key range (None: one page sufficed).
+        self.last_ranges: RangePlan | None = None
 
     @property
     def client(self) -> Any:
@@ -212,6 +244,27 @@ class S3Location(Location):
                                           **self.request_extra)
             return resp["Body"].read()
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        from botocore.exceptions import ClientError
+
+        if length <= 0:
+            return b""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key),
+                                          Range=f"bytes={start}-{start + length - 1}",
+                                          **self.request_extra)
+            with self._errors(key):
+                return resp["Body"].read()
+        except ClientError as exc:
+            # 416: the range starts past the end of the object, which is no error here.
+            if aws_error_code(exc) in ("InvalidRange", "416"):
+                return b""
+            raise self.translate_error(exc, key) from None
+        except BidsbatchError:
+            raise
+        except Exception as exc:
+            raise self.translate_error(exc, key) from None
+
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic on S3: readers see the old or the new object.
         with self._errors(key):
@@ -276,51 +329,116 @@ class S3Location(Location):
                       ) -> dict[str, list[ObjectInfo]]:
         """Everything below each prefix, by prefix: a few key-range listings, not one each.
 
-        One-level prefixes (``sub-01/``), sorted in key order, are cut into at
-        most ``max_workers`` contiguous groups, and each group is one paginated
-        listing over its key range, the groups in parallel: 1,000 small subjects
-        cost about ``objects / 1000 + groups`` requests instead of one per
+        One-level prefixes (``sub-01/``), sorted in key order, are one key range:
+        its first page is read alone (a dataset under 1,000 keys is then done),
+        then the rest is cut into contiguous groups read in parallel, each one
+        paginated listing over its range. How many groups comes from what the
+        first page and one empty request took and how dense the keys are
+        (``keyranges.choose``), at most ``max_workers``: 1,000 small subjects cost
+        about ``objects / 1000 + groups + 2`` requests instead of one per
         subject (bench/RESULTS.md). Deeper prefixes are listed one by one.
         """
         flat = [p for p in prefixes if p.endswith("/") and p.count("/") == 1]
         if len(flat) < 2:
             return super().list_prefixes(prefixes, max_workers=max_workers, progress=progress)
         ordered = sorted(flat)  # S3's key order
-        n_groups = max(1, min(max_workers, len(ordered)))
-        size = max(1, -(-len(ordered) // n_groups))
-        units: list[list[str]] = [ordered[i:i + size] for i in range(0, len(ordered), size)]
-        units += [[p] for p in prefixes if p not in set(flat)]
-        total, out = len(prefixes), {}
+        total = len(prefixes)
         if progress:
             progress(0, total)
+        out, rest, start_after = self._first_page(ordered, max_workers=max_workers)
+        units: list[tuple[list[str], str | None]] = []
+        if rest:
+            n_groups = self.last_ranges.ranges if self.last_ranges else 1
+            size = max(1, -(-len(rest) // n_groups))
+            units = [(rest[i:i + size], start_after if i == 0 else None)
+                     for i in range(0, len(rest), size)]
+        flat_set, rest_set = set(flat), set(rest)
+        units += [([p], None) for p in prefixes if p not in flat_set]
 
-        def one(group: list[str]) -> dict[str, list[ObjectInfo]]:
-            if len(group) == 1:
+        def one(unit: tuple[list[str], str | None]) -> dict[str, list[ObjectInfo]]:
+            group, after = unit
+            if len(group) == 1 and after is None:
                 return {group[0]: self.list(group[0], delimiter=None).objects}
-            return self._list_key_range(group)
+            return self._list_key_range(group, start_after=after)
 
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(units))),
+        done = {p for p in ordered if p not in rest_set}
+        if progress:
+            progress(len(done), total)
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(units) or 1)),
                                 thread_name_prefix="list") as pool:
             for listing in pool.map(one, units):
-                out.update(listing)
+                for prefix, objects in listing.items():
+                    out.setdefault(prefix, []).extend(objects)
+                    done.add(prefix)
                 if progress:
-                    progress(len(out), total)
+                    progress(len(done), total)
         return out
 
-    def _list_key_range(self, group: list[str]) -> dict[str, list[ObjectInfo]]:
+    def _first_page(self, ordered: list[str], *, max_workers: int,
+                    ) -> tuple[dict[str, list[ObjectInfo]], list[str], str | None]:
+        """Read the range's first page and decide the split of the rest.
+
+        Returns the objects read so far by prefix, the prefixes still to read
+        (the first of them possibly in part) and the key to continue after.
+        """
+        import bisect
+        import time
+
+        from .keyranges import Probe, choose
+
+        out: dict[str, list[ObjectInfo]] = {p: [] for p in ordered}
+        common = _common_prefix(ordered)
+        stop = self.full_key(ordered[-1].rstrip("/") + "0")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.full_key(common),
+                                  "StartAfter": self.full_key(ordered[0].rstrip("/")),
+                                  **self.request_extra}
+        t0 = time.perf_counter()
+        with self._errors(common):
+            page = self.client.list_objects_v2(**kwargs)
+        page_seconds = time.perf_counter() - t0
+        contents = page.get("Contents", ())
+        last = None
+        for obj in contents:
+            if obj["Key"] >= stop:
+                return out, [], None
+            key = self._rel(obj["Key"])
+            folder, slash, _rest = key.partition("/")
+            if slash and folder + "/" in out:
+                out[folder + "/"].append(
+                    ObjectInfo(key, obj["Size"], _etag(obj.get("ETag"))))
+            last = key
+        if not page.get("IsTruncated") or last is None:
+            self.last_ranges = None
+            return out, [], None
+        # The latency: one request that lists (almost) nothing, past the last prefix.
+        t0 = time.perf_counter()
+        with self._errors(common):
+            self.client.list_objects_v2(**{**kwargs, "StartAfter": stop, "MaxKeys": 1})
+        small_seconds = time.perf_counter() - t0
+        at = max(0, bisect.bisect_right(ordered, last) - 1)  # the prefix holding `last`
+        rest = ordered[at:]
+        self.last_ranges = choose(
+            Probe(small_seconds=small_seconds, page_seconds=page_seconds,
+                  page_keys=len(contents), prefixes_covered=at + 0.5),
+            prefixes_left=len(rest), max_ranges=max_workers)
+        return out, rest, last
+
+    def _list_key_range(self, group: list[str], *,
+                        start_after: str | None = None) -> dict[str, list[ObjectInfo]]:
         """The objects of ``group`` (one-level prefixes, contiguous in key order), by prefix.
 
         The range starts just after ``FIRST`` (every key of ``FIRST/`` sorts after
-        it) and stops at ``LAST0`` (``/`` sorts before ``0``, so every key of
-        ``LAST/`` sorts before it). A key is given to the folder it starts with,
-        so each prefix gets exactly what ``Prefix=FIRST/`` would list; keys of
-        other folders inside the range are read and dropped.
+        it), or after ``start_after`` (a key already read), and stops at
+        ``LAST0`` (``/`` sorts before ``0``, so every key of ``LAST/`` sorts
+        before it). A key is given to the folder it starts with, so each prefix
+        gets exactly what ``Prefix=FIRST/`` would list; keys of other folders
+        inside the range are read and dropped.
         """
         out: dict[str, list[ObjectInfo]] = {p: [] for p in group}
         common = _common_prefix(group)
-        for obj in self.iter_range(common, start_after=group[0].rstrip("/"),
+        for obj in self.iter_range(common, start_after=start_after or group[0].rstrip("/"),
                                    stop=group[-1].rstrip("/") + "0"):
             folder, slash, _rest = obj.key.partition("/")
             if slash and folder + "/" in out:
@@ -350,47 +468,58 @@ class S3Location(Location):
                 except Exception as exc:
                     job.part.unlink(missing_ok=True)
                     err = self._translate_transfer(exc, job.key)
-                    if not isinstance(err, TransientStorageError):
+                    if not isinstance(err, TransientStorageError | ChecksumMismatchError):
                         raise err from None
-                    failures.append((job, err))
+                    failures.append((job, err))  # a changed object is read once more
         return failures
 
-    def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], None],
+    def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], str],
                      max_workers: int, part_size: int, progress: Progress | None,
                      ) -> list[tuple[LocalFile, BidsbatchError]]:
         """Hash on a small pool and upload each file as soon as its checksum is known."""
         done: queue.Queue[tuple[Any, Any]] = queue.Queue()
         failures: list[tuple[LocalFile, BidsbatchError]] = []
 
-        def digest(job: LocalFile) -> LocalFile:
-            checksum(job)
-            return job
+        def digest(job: LocalFile) -> tuple[LocalFile, str]:
+            return job, checksum(job)
 
-        # Hashing overlaps the uploads instead of preceding them.
-        with ThreadPoolExecutor(max_workers=2) as hashers, \
-                _transfer_manager(self, max_workers, part_size) as tm:
+        # Hashing overlaps the uploads instead of preceding them, and starts before
+        # the client exists: a fresh worker's imports and S3 client (about 0.5 s of
+        # CPU) run while the files are hashed (hashlib releases the GIL).
+        with ThreadPoolExecutor(max_workers=2) as hashers:
             hashed = [hashers.submit(digest, job) for job in jobs]
-            for fut in as_completed(hashed):
-                try:
-                    job = fut.result()
-                except OSError as exc:
-                    for f in hashed:
-                        f.cancel()
-                    raise StorageError(f"cannot read output file: {exc}") from None
-                sub = _Subscriber(job, done, progress, size=job.size)
-                # No ACL, ever: buckets made since 2023 have ACLs disabled.
-                tm.upload(str(job.path), self.bucket, self.full_key(job.key),
-                          extra_args=dict(self.request_extra), subscribers=[sub])
-            for _ in jobs:
-                job, future = done.get()
-                try:
-                    future.result()
-                except Exception as exc:
-                    err = self._translate_transfer(exc, job.key)
-                    if not isinstance(err, TransientStorageError):
-                        raise err from None
-                    failures.append((job, err))
+            with _transfer_manager(self, max_workers, part_size) as tm:
+                for fut in as_completed(hashed):
+                    try:
+                        job, checksum_text = fut.result()
+                    except OSError as exc:
+                        for f in hashed:
+                            f.cancel()
+                        raise StorageError(f"cannot read output file: {exc}") from None
+                    sub = _Subscriber(job, done, progress, size=job.size)
+                    extra = dict(self.request_extra)
+                    if job.size < part_size and checksum_text.startswith("sha256:"):
+                        # S3 checks the body against the digest the marker records.
+                        extra["ChecksumSHA256"] = base64.b64encode(
+                            bytes.fromhex(checksum_text[len("sha256:"):])).decode()
+                    # No ACL, ever: buckets made since 2023 have ACLs disabled.
+                    tm.upload(str(job.path), self.bucket, self.full_key(job.key),
+                              extra_args=extra, subscribers=[sub])
+                self._collect_uploads(jobs, done, failures)
         return failures
+
+    def _collect_uploads(self, jobs: list[LocalFile], done: queue.Queue[tuple[Any, Any]],
+                         failures: list[tuple[LocalFile, BidsbatchError]]) -> None:
+        """Wait for every upload of the round; add the transient failures to ``failures``."""
+        for _ in jobs:
+            job, future = done.get()
+            try:
+                future.result()
+            except Exception as exc:
+                err = self._translate_transfer(exc, job.key)
+                if not isinstance(err, TransientStorageError):
+                    raise err from None
+                failures.append((job, err))
 
     def etag_is_not_md5(self, key: str) -> bool:
         """Whether the object's ETag is not an MD5 of its content (SSE-KMS, SSE-C).
@@ -407,10 +536,18 @@ class S3Location(Location):
         )
 
     def _translate_transfer(self, exc: Exception, key: str) -> BidsbatchError:
-        from s3transfer.exceptions import RetriesExceededError
+        from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 
         if isinstance(exc, BidsbatchError):
             return exc
+        if isinstance(exc, S3DownloadFailedError) and "did not match expected ETag" in str(exc):
+            # Our GETs carry If-Match with the planned ETag: the object is not what was
+            # planned (same words as the MD5 check, which this check spares).
+            return ChecksumMismatchError(
+                f"{self.describe(key)}: content does not match its ETag (it changed "
+                "since the run was planned)",
+                hint="plan the run again if the dataset was changed on purpose",
+            )
         if isinstance(exc, RetriesExceededError):
             # s3transfer's own download retries (socket errors mid-body) ran out.
             return TransientStorageError(

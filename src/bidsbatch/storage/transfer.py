@@ -455,11 +455,13 @@ def upload_tree(
     checksums: dict[str, str] = {}
     lock = threading.Lock()
 
-    def checksum(job: LocalFile) -> None:
-        if job.key not in checksums:
+    def checksum(job: LocalFile) -> str:
+        digest = checksums.get(job.key)
+        if digest is None:
             digest = sha256_checksum(job.path)
             with lock:
                 checksums[job.key] = digest
+        return digest
 
     def one_round(batch: list[LocalFile]) -> list[tuple[LocalFile, BidsbatchError]]:
         return location.upload_round(batch, checksum=checksum, max_workers=max_workers,

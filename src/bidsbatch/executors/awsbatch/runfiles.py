@@ -1,36 +1,38 @@
 """A run's files on S3, where its Batch jobs read them: ``OUTPUT/.bidsbatch/runs/<run-id>/``.
 
-``run.json`` (the group step reads it), ``specs/<scan>.json`` (one per
-scan, as planned) and ``manifest-<n>.json`` (one per submission: child ``i``
-of array ``n`` processes entry ``i``). Manifest entries are relative
-(``specs/<scan>.json``); the worker resolves them against the manifest's
-folder. A manifest is never overwritten: a running array reads its manifest
-by index, so changing one under it would give its children other scans.
+``run.json`` (the group step reads it) and, per submission ``n``, two
+objects: ``specs-<n>.pack`` (``bidsbatch.specpack``: the submission's specs,
+child ``i`` reads the ``i``-th with two ranged GETs) and ``manifest-<n>.json``
+(index -> scan, for people and for finding a lost job's scans: entry ``i`` is
+``specs/<scan>.json``, the name of that spec in the run directory). One PUT
+per submission instead of one per scan: 10,000 scans are a handful of
+requests. Neither is ever overwritten: a running array reads its pack by
+index, so changing one under it would give its children other scans. Runs
+submitted before packs have ``specs/<scan>.json`` objects beside a manifest
+whose entries point at them (``worker --manifest``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 
+from ... import specpack
 from ...errors import BidsbatchError
 from ...markers import STATE_PREFIX
 from ...runs import RunDir
 from ...specs import Manifest, Spec
 from ...storage import Location
 
-_MANIFEST = re.compile(r"manifest-(\d+)\.json$")
+_SUBMISSION = re.compile(r"(?:manifest-(\d+)\.json|specs-(\d+)\.pack)$")
 
 
 class RunFiles:
     """The run's folder under the output location."""
 
-    def __init__(self, output: Location, run_id: str, *, max_workers: int = 16) -> None:
+    def __init__(self, output: Location, run_id: str) -> None:
         self.output = output
         self.run_id = run_id
         self.prefix = f"{STATE_PREFIX}/runs/{run_id}"
-        self.max_workers = max_workers
         self._run_json_written = False  # by this object, i.e. in this submit
 
     def key(self, name: str) -> str:
@@ -43,30 +45,11 @@ class RunFiles:
     def run_json_uri(self) -> str:
         return self.uri("run.json")
 
-    def spec_uri(self, scan_id: str) -> str:
-        return self.uri(f"specs/{scan_id}.json")
-
     def manifest_uri(self, n: int) -> str:
         return self.uri(f"manifest-{n}.json")
 
-    def upload(self, run: RunDir, specs: Iterable[Spec]) -> int:
-        """Write ``run.json`` and the specs not yet there (or changed); return how many specs."""
-        self.write_run_json(run)
-        specs = list(specs)
-        if not specs:
-            return 0  # no need to list what is there
-        have = {o.key: o.size for o in self.output.walk(self.key("specs/"))}
-        todo = []
-        for spec in specs:
-            text = spec.to_json()
-            key = self.key(f"specs/{spec.scan_id}.json")
-            # Specs are deterministic for a run id: same size means the same file.
-            if have.get(key) != len(text.encode("utf-8")):
-                todo.append((key, text))
-        if todo:
-            with ThreadPoolExecutor(max_workers=min(self.max_workers, len(todo))) as pool:
-                list(pool.map(lambda kv: self.output.write_text(*kv), todo))
-        return len(todo)
+    def pack_uri(self, n: int) -> str:
+        return self.uri(f"specs-{n}.pack")
 
     def write_run_json(self, run: RunDir) -> None:
         """Write ``run.json``."""
@@ -86,20 +69,27 @@ class RunFiles:
         """The submission numbers of the manifests already written."""
         out = set()
         for obj in self.output.list(self.key(""), delimiter="/").objects:
-            m = _MANIFEST.search(obj.key)
+            m = _SUBMISSION.search(obj.key)
             if m:
-                out.add(int(m.group(1)))
+                out.add(int(m.group(1) or m.group(2)))
         return out
 
-    def write_manifest(self, n: int, scan_ids: list[str]) -> str:
-        """Write ``manifest-<n>.json`` (which must not exist yet); return its URI."""
+    def write_submission(self, n: int, specs: list[Spec]) -> tuple[str, str]:
+        """Write ``specs-<n>.pack`` then ``manifest-<n>.json`` (neither may exist yet).
+
+        Returns the URIs of the manifest and of the pack. The pack goes first, so
+        that a manifest never names scans whose specs are not there.
+        """
         key = self.key(f"manifest-{n}.json")
         if self.output.exists(key):
             raise BidsbatchError(f"{self.output.describe(key)} already exists",
                                  hint="another bidsbatch is submitting this run; wait for it")
-        manifest = Manifest(run_id=self.run_id, specs=[f"specs/{s}.json" for s in scan_ids])
+        pack = self.key(f"specs-{n}.pack")
+        self.output.write_bytes(pack, specpack.build(self.run_id, specs))
+        manifest = Manifest(run_id=self.run_id,
+                            specs=[f"specs/{s.scan_id}.json" for s in specs])
         self.output.write_text(key, manifest.to_json())
-        return self.output.describe(key)
+        return self.output.describe(key), self.output.describe(pack)
 
     def manifest_scans(self, n: int) -> list[str]:
         """The scan ids of ``manifest-<n>.json``, by index."""

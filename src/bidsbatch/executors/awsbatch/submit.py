@@ -198,17 +198,17 @@ class Submitter:
         """One array job per ``array_size`` specs (a single job for one); returns their ids."""
         if not specs:
             return []
-        self.files.upload(self.run, specs)
+        self.files.write_run_json(self.run)
         ids = []
         size = self.settings.array_size
         for start in range(0, len(specs), size):
             chunk = specs[start:start + size]
             scans = [s.scan_id for s in chunk]
             n = self.next_submission(jobs)
-            manifest = self.files.write_manifest(n, scans)
+            manifest, pack = self.files.write_submission(n, chunk)
             kind = "array" if len(chunk) > 1 else "single"
-            target = ["--manifest", manifest] if kind == "array" else \
-                ["--spec", self.files.spec_uri(scans[0])]
+            # The child reads its own spec out of the pack by index (two ranged GETs).
+            target = ["--pack", pack] if kind == "array" else ["--pack", pack, "--index", "0"]
             command = ["bidsbatch", "worker", *target, *(["--force"] if force else [])]
             extra = {"arrayProperties": {"size": len(chunk)}} if kind == "array" else {}
             request = self._request(kind=kind, n=n, command=command, **extra)
@@ -216,7 +216,7 @@ class Submitter:
             with self.ledger.transaction():
                 self.ledger.add_job(job_id, kind=kind, executor=EXECUTOR, scans=scans,
                                     details=self._details(request, n, manifest=manifest,
-                                                          force=force))
+                                                          pack=pack, force=force))
                 for i, scan in enumerate(scans):
                     self.ledger.update(scan, state=ScanState.SUBMITTED, reason=None,
                                        job_id=f"{job_id}:{i}" if kind == "array" else job_id)
