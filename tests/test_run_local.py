@@ -155,7 +155,14 @@ def test_ctrl_c_cancels_the_run(ds: Path, tmp_path: Path) -> None:
         env={**os.environ, "BIDSBATCH_DEMO_SLEEP": "60"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(4)
+    # Interrupt once a scan is running (not after a fixed time: a loaded machine can take
+    # seconds just to start the CLI, and a ^C during its imports tests nothing of ours).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        now = run_cli("status", "--json")
+        if now.returncode == 0 and json.loads(now.stdout)["counts"].get("running", 0) >= 1:
+            break
+        time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
