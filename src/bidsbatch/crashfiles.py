@@ -22,7 +22,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,7 +192,3 @@ def describe_crash(crash: CrashFile) -> str:
     """``work/wf/crash-….txt (12.3 KiB)``, and what was cut."""
     note = f", its last {crash.saved / 1024:.0f} KiB" if crash.truncated else ""
     return f"{crash.source} ({crash.size / 1024:.1f} KiB{note})"
-
-
-def names(files: Iterable[CrashFile]) -> list[str]:
-    return [c.source for c in files]

@@ -61,7 +61,6 @@ class Provenance:
     pipeline: str
     image: str
     dataset: str  # the input's URI (s3://… or a local path)
-    runtime: str | None = None  # the container runtime that ran the image (None: none)
 
     def generated_by(self) -> dict[str, Any]:
         """bidsbatch's ``GeneratedBy`` entry."""
@@ -226,9 +225,7 @@ def record_for_scan(output: Location, spec: Any, app: Mapping[str, Any] | None, 
 
     Best effort: a failure to write is said in the log, not fatal (None then).
     """
-    runtime = spec.container.runtime if spec.container is not None else None
-    prov = Provenance(pipeline=spec.pipeline, image=spec.image, dataset=spec.dataset,
-                      runtime=runtime)
+    prov = Provenance(pipeline=spec.pipeline, image=spec.image, dataset=spec.dataset)
     try:
         data = record(output, prov, app=app, run_id=spec.run_id, log=log)
     except BidsbatchError as exc:
@@ -251,9 +248,8 @@ def with_description(outputs: list[OutputFile], described: OutputFile | None) ->
 def record_for_group(output: Location, info: Any, *, before: Mapping[str, Any] | None,
                      log: Any) -> None:
     """The group step's call, after its app: what the file held before is merged back."""
-    runtime = (info.container or {}).get("runtime")
     prov = Provenance(pipeline=info.pipeline.name, image=info.pipeline.image,
-                      dataset=info.dataset, runtime=runtime)
+                      dataset=info.dataset)
     try:
         record(output, prov, app=None, before=before, run_id=info.run_id, log=log)
     except BidsbatchError as exc:
