@@ -195,6 +195,11 @@ def submit_step(requests: list[dict[str, Any]], *, ours: bool) -> float | None:
 
     first = next((r["t"] for r in requests if starts(r)), None)
     last = max((r["t"] for r in requests if r["path"] == "/v1/submitjob"), default=None)
+    if os.environ.get("BENCH_TRACE") and first is not None and ours:
+        for r in requests:
+            if r["t"] >= first:
+                print(f"    +{r['t'] - first:7.3f} s {r['method']} {r['path'][:70]} "
+                      f"{r['query'][:50]}", file=sys.stderr)
     return None if first is None or last is None else last - first
 
 

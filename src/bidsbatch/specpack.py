@@ -44,9 +44,14 @@ class PackHeader:
     count: int
 
 
-def build(run_id: str, specs: Sequence[Spec]) -> bytes:
-    """The pack of ``specs`` (index ``i`` is ``specs[i]``), as bytes to write once."""
-    bodies = [s.to_json().encode("utf-8") for s in specs]
+def build(run_id: str, specs: Sequence[Spec | bytes]) -> bytes:
+    """The pack of ``specs`` (index ``i`` is ``specs[i]``), as bytes to write once.
+
+    An item may be a spec's JSON bytes already (the run directory's file, which
+    ``plan`` wrote from ``Spec.to_json``): serialising 10,000 specs again would
+    be most of a submit's own time.
+    """
+    bodies = [s if isinstance(s, bytes) else s.to_json().encode("utf-8") for s in specs]
     header = json.dumps({"format": FORMAT, "run_id": run_id, "count": len(bodies),
                          "header_size": HEADER_SIZE, "record_size": RECORD_SIZE},
                         sort_keys=True).encode()

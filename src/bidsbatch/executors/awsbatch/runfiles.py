@@ -74,18 +74,22 @@ class RunFiles:
                 out.add(int(m.group(1) or m.group(2)))
         return out
 
-    def write_submission(self, n: int, specs: list[Spec]) -> tuple[str, str]:
+    def write_submission(self, n: int, specs: list[Spec], *,
+                         run: RunDir | None = None) -> tuple[str, str]:
         """Write ``specs-<n>.pack`` then ``manifest-<n>.json`` (neither may exist yet).
 
         Returns the URIs of the manifest and of the pack. The pack goes first, so
-        that a manifest never names scans whose specs are not there.
+        that a manifest never names scans whose specs are not there. With ``run``,
+        each spec is packed as its file in the run directory (the bytes ``show``
+        prints), read instead of serialised again.
         """
         key = self.key(f"manifest-{n}.json")
         if self.output.exists(key):
             raise BidsbatchError(f"{self.output.describe(key)} already exists",
                                  hint="another bidsbatch is submitting this run; wait for it")
         pack = self.key(f"specs-{n}.pack")
-        self.output.write_bytes(pack, specpack.build(self.run_id, specs))
+        self.output.write_bytes(pack, specpack.build(
+            self.run_id, [_planned_bytes(run, s) for s in specs]))
         manifest = Manifest(run_id=self.run_id,
                             specs=[f"specs/{s.scan_id}.json" for s in specs])
         self.output.write_text(key, manifest.to_json())
@@ -97,3 +101,15 @@ class RunFiles:
         manifest = Manifest.from_json(self.output.read_bytes(key),
                                       source=self.output.describe(key))
         return [entry.rsplit("/", 1)[-1].removesuffix(".json") for entry in manifest.specs]
+
+
+def _planned_bytes(run: RunDir | None, spec: Spec) -> Spec | bytes:
+    """The run directory's file of ``spec`` when it holds this very spec, else the spec."""
+    if run is None:
+        return spec
+    try:
+        data = run.spec_path(spec.scan_id).read_bytes()
+    except OSError:
+        return spec
+    # The file is what plan wrote for this run id; a cheap check that it is this one.
+    return data if f'"config_hash": "{spec.config_hash}"'.encode() in data else spec

@@ -205,7 +205,7 @@ class Submitter:
             chunk = specs[start:start + size]
             scans = [s.scan_id for s in chunk]
             n = self.next_submission(jobs)
-            manifest, pack = self.files.write_submission(n, chunk)
+            manifest, pack = self.files.write_submission(n, chunk, run=self.run)
             kind = "array" if len(chunk) > 1 else "single"
             # The child reads its own spec out of the pack by index (two ranged GETs).
             target = ["--pack", pack] if kind == "array" else ["--pack", pack, "--index", "0"]
