@@ -71,6 +71,7 @@ from .markers import (
     write_marker,
 )
 from .orphans import die_with_parent, write_pid_file
+from .pidwait import wait_child
 from .pipelines import CREDENTIAL_VARIABLES, check_no_credentials, fill_runtime
 from .specs import Manifest, Spec, canonical_json
 from .storage import Location, OutputFile, open_location, safe_key
@@ -455,9 +456,7 @@ def run_app(
     pump.start()
     timed_out = False
     try:
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        if wait_child(proc, timeout) is None:  # woken by the exit itself (pidwait.py)
             timed_out = True
             log.info(f"app ran past its timeout of {_duration(timeout or 0)}: stopping it "
                      f"(SIGTERM, SIGKILL after {grace:g} s)")
@@ -494,9 +493,7 @@ def _pump(stream: IO[bytes], log: WorkerLog) -> None:
 
 def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
     _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+    if wait_child(proc, grace) is None:
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
 
