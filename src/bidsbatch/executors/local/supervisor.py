@@ -76,8 +76,11 @@ class _Supervisor:
         self._clean_scratch()
         # Ids only, a page at a time: a spec is read when its scan starts (queue.py).
         queue = ScanQueue(self.ledger)
-        slots = self.jobs or self._slots(queue.peek())
-        _preload_worker()
+        first = self._first_spec(queue.peek())
+        slots = self.jobs or (slots_for(first) if first else 1)
+        # Every spec of a run has the same dataset and output (a group step alone: no spec).
+        _preload_worker(s3=first is None or any(
+            u.startswith("s3://") for u in (first.dataset, first.output)))
         while (queue or self.children) and not (self.cancelling and not self.children):
             outcomes: list[_Outcome] = []
             if self.children:
@@ -106,13 +109,13 @@ class _Supervisor:
         self._group()
         return 0
 
-    def _slots(self, first: str | None) -> int:
-        if first is None:
-            return 1
+    def _first_spec(self, scan_id: str | None) -> Spec | None:
+        if scan_id is None:
+            return None
         try:
-            return slots_for(self.run.spec(first))
+            return self.run.spec(scan_id)
         except (BidsbatchError, OSError):
-            return 1  # its scan fails when it starts, saying why
+            return None  # its scan fails when it starts, saying why
 
     def _clean_scratch(self) -> None:
         """Scratch folders of workers killed earlier (they could not clean up)."""
@@ -304,11 +307,16 @@ def _claimed_reason(log: Path) -> str:
     return "skipped: the scan is being processed by another run"
 
 
-def _preload_worker() -> None:
-    """Import what the worker needs once, so forked workers start without importing."""
-    with contextlib.suppress(ImportError):
-        import boto3  # noqa: F401
-        import botocore.session  # noqa: F401
+def _preload_worker(*, s3: bool) -> None:
+    """Import what the worker needs once, so forked workers start without importing.
+
+    boto3 only for a run that reads or writes S3: it is a third of the supervisor's
+    start (0.3 to 0.7 s) and a local run's workers never load it.
+    """
+    if s3:
+        with contextlib.suppress(ImportError):
+            import boto3  # noqa: F401
+            import botocore.session  # noqa: F401
 
     from ... import group, worker  # noqa: F401
 
