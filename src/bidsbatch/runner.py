@@ -162,7 +162,7 @@ class Snapshot:
                     or self.group_state == GroupState.FAILED)
 
 
-class _Records:
+class LiveRecords:
     """A run's scan records kept up to date from the rows that changed (not re-read whole).
 
     Reading every row on each check cost 304 ms at 100,000 scans; the rows updated
@@ -189,7 +189,7 @@ class _Records:
 
 
 def snapshot(run: RunDir, ledger: Ledger, executor: Executor, *, started: float,
-             records: _Records | None = None) -> Snapshot:
+             records: LiveRecords | None = None) -> Snapshot:
     executor.poll(run, ledger)
     changed = None
     if records is None:
@@ -230,7 +230,7 @@ def wait(
         if max_interval is not None:
             max_interval = max(max_interval, executor.min_poll_seconds)
         delay = interval
-        records = _Records()
+        records = LiveRecords()
         while True:
             snap = snapshot(run, ledger, executor, started=started, records=records)
             if not snap.busy:

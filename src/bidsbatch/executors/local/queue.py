@@ -39,6 +39,11 @@ class ScanQueue:
             self._after = ids[-1]
             self._page.extend(ids)
 
+    @property
+    def buffered(self) -> int:
+        """How many ids are held in memory now (one page at most, and the retries)."""
+        return len(self._page) + len(self._retries)
+
     def __bool__(self) -> bool:
         self._fill()
         return bool(self._page or self._retries)
