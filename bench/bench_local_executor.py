@@ -36,6 +36,8 @@ def pipeline_file(folder: Path, name: str, argv: list[str]) -> Path:
     path.write_text(
         f'name = "noop"\nimage = "busybox:latest"\ncommand = [{quoted}]\n'
         "[resources]\nvcpus = 1\nmemory_mib = 128\n"
+        # A plain process, as xargs runs it (with podman installed, the image would be used).
+        '[container]\nruntime = "none"\n'
     )
     return path
 

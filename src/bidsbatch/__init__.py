@@ -14,18 +14,12 @@ The functions are imported on first use, so ``import bidsbatch`` stays cheap.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
-
-try:
-    __version__ = version("bidsbatch")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+from ._version import __version__  # no importlib.metadata, no typing: --version stays quick
 
 _API = ("crawl", "plan", "run", "status", "RunResult", "RunStatus")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _API:
         from . import api
 

@@ -119,9 +119,9 @@ class NameValidator:
                  session: str | None = None) -> bool:
         shape = path
         if subject:
-            shape = re.sub(rf"sub-{re.escape(subject)}(?=[_/.]|$)", "sub-S", shape)
+            shape = _replace_label(shape, f"sub-{subject}", "sub-S")
         if session:
-            shape = re.sub(rf"ses-{re.escape(session)}(?=[_/.]|$)", "ses-S", shape)
+            shape = _replace_label(shape, f"ses-{session}", "ses-S")
         cached = self._cache.get(shape)
         if cached is not None:
             return cached
@@ -140,6 +140,26 @@ class NameValidator:
                             self._patterns.insert(0, self._patterns.pop(i))
                 return True
         return False
+
+
+def _replace_label(text: str, needle: str, repl: str) -> str:
+    """``re.sub(re.escape(needle) + "(?=[_/.]|$)", repl, text)`` without a regex per label.
+
+    One pattern per subject label overflowed ``re``'s cache at 100,000 subjects (every
+    call compiled one); this scans the same way: left to right, matches not overlapping.
+    """
+    out: list[str] = []
+    i, n, end_of_text = 0, len(needle), len(text)
+    while (j := text.find(needle, i)) >= 0:
+        end = j + n
+        if end == end_of_text or text[end] in "_/.":
+            out += (text[i:j], repl)
+            i = end
+        else:
+            out.append(text[i:j + 1])
+            i = j + 1
+    out.append(text[i:])
+    return "".join(out)
 
 
 @lru_cache(maxsize=1)

@@ -74,18 +74,27 @@ def fingerprint(
     inputs: Iterable[InputFile],
     description: Mapping[str, Any],
     participants: ParticipantsTable | None,
+    description_digest: str | None = None,
 ) -> dict[str, str]:
-    """The entries one scan's result depends on, each with a digest."""
+    """The entries one scan's result depends on, each with a digest.
+
+    ``description_digest`` is :func:`description_digest` of ``description``, when the
+    caller computed it once for many scans.
+    """
     entries = {PIPELINE_ENTRY: pipeline_hash, ARGV_ENTRY: sha256_of(argv)}
     for f in inputs:
         if not is_descriptive(f.key):
             entries[f.key] = f"{f.size}:{f.etag or ''}"
-    entries[DESCRIPTION_ENTRY] = sha256_of(
-        {k: description[k] for k in DESCRIPTION_FIELDS_READ if k in description})
+    entries[DESCRIPTION_ENTRY] = description_digest or digest_of_description(description)
     if participants is not None:
         entries[participants_entry(participant)] = sha256_of(
             participants.rows.get(participant))
     return entries
+
+
+def digest_of_description(description: Mapping[str, Any]) -> str:
+    """The digest of what apps read of ``dataset_description.json`` (its entry's value)."""
+    return sha256_of({k: description[k] for k in DESCRIPTION_FIELDS_READ if k in description})
 
 
 def config_hash(entries: Mapping[str, str]) -> str:

@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     scans        TEXT NOT NULL,
     details      TEXT NOT NULL DEFAULT '{}'
 );
+CREATE INDEX IF NOT EXISTS scans_by_update ON scans (updated_at);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT
@@ -199,7 +200,14 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes: one commit (and one fsync) for many updates."""
+        """Group writes: one commit (and one fsync) for many updates.
+
+        Nested in another transaction it joins that one (a batch of start_attempt and
+        finish_attempt calls is then one commit, all or nothing).
+        """
+        if self._conn.in_transaction:
+            yield
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -304,6 +312,34 @@ class Ledger:
             sql += f" WHERE state IN ({', '.join('?' * len(states))})"
             args = states
         return [ScanRecord(*r) for r in self._conn.execute(sql + " ORDER BY scan_id", args)]
+
+    def scan_ids(self, state: ScanState, *, after: str = "", limit: int = 1000) -> list[str]:
+        """Up to ``limit`` ids of scans in ``state`` after ``after``, in order: a page."""
+        return [r[0] for r in self._conn.execute(
+            "SELECT scan_id FROM scans WHERE state = ? AND scan_id > ? ORDER BY scan_id "
+            "LIMIT ?", (state, after, limit))]
+
+    def attempt_count(self, scan_id: str) -> int:
+        """How many attempts of the scan began (0: none yet)."""
+        row = self._conn.execute("SELECT attempts FROM scans WHERE scan_id = ?",
+                                 (scan_id,)).fetchone()
+        return row[0] if row else 0
+
+    def scans_updated_since(self, stamp: str | None) -> list[ScanRecord]:
+        """The scans whose row changed at or after ``stamp`` (an ``updated_at``); None: all.
+
+        What a progress check reads instead of the whole ledger (``runner.wait``).
+        """
+        if stamp is None:
+            return self.scans()
+        return [ScanRecord(*r) for r in self._conn.execute(
+            "SELECT scan_id, state, attempts, job_id, started_at, finished_at, exit_code, "
+            "reason, log FROM scans WHERE updated_at >= ? ORDER BY scan_id", (stamp,))]
+
+    def last_update(self) -> str | None:
+        """The newest ``updated_at`` of any scan (None: no scans)."""
+        row = self._conn.execute("SELECT MAX(updated_at) FROM scans").fetchone()
+        return row[0] if row else None
 
     def attempts(self, scan_id: str | None = None) -> list[AttemptRecord]:
         sql = ("SELECT scan_id, attempt, job_id, started_at, finished_at, exit_code, reason, "

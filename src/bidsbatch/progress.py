@@ -135,7 +135,8 @@ class LiveProgress:
     def update(self, snap: Snapshot) -> None:
         """Take a new snapshot: print new failures and retries, redraw."""
         self.last = snap
-        for rec in snap.records:
+        # Only what changed since the last snapshot can be a new failure or retry.
+        for rec in snap.records if snap.changed is None else snap.changed:
             if rec.state == ScanState.FAILED and rec.scan_id not in self.seen_failures:
                 self.seen_failures.add(rec.scan_id)
                 reason = (rec.reason or "").strip().splitlines()[:1] or [""]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import UsageError
@@ -152,6 +152,9 @@ class Snapshot:
     elapsed: float
     busy: bool
     group: GroupRecord = field(default_factory=GroupRecord)
+    #: The records that changed since the previous snapshot of the same wait (all of
+    #: them in the first): what a progress view looks at for new failures and retries.
+    changed: list[ScanRecord] | None = None
 
     @property
     def failed(self) -> bool:
@@ -160,15 +163,49 @@ class Snapshot:
                     or self.group_state == GroupState.FAILED)
 
 
-def snapshot(run: RunDir, ledger: Ledger, executor: Executor, *, started: float) -> Snapshot:
+class LiveRecords:
+    """A run's scan records kept up to date from the rows that changed (not re-read whole).
+
+    Reading every row on each check cost 304 ms at 100,000 scans; the rows updated
+    since the last check are few. ``updated_at`` is written from this machine's clock
+    by the one writer of a local run, and by the caller's own ``poll`` otherwise.
+    """
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, ScanRecord] = {}
+        self.stamp: str | None = None
+
+    def refresh(self, ledger: Ledger) -> list[ScanRecord]:
+        """Bring the records up to date; the ones that changed."""
+        newest = ledger.last_update()  # first: a row changed from now on is read next time
+        changed = ledger.scans_updated_since(self.stamp)
+        added = False
+        for rec in changed:
+            added = added or rec.scan_id not in self.by_id
+            self.by_id[rec.scan_id] = rec
+        if added and self.stamp is not None:
+            self.by_id = dict(sorted(self.by_id.items()))
+        self.stamp = newest
+        return changed
+
+
+def snapshot(run: RunDir, ledger: Ledger, executor: Executor, *, started: float,
+             records: LiveRecords | None = None) -> Snapshot:
     executor.poll(run, ledger)
+    changed = None
+    if records is None:
+        all_records = ledger.scans()
+    else:
+        changed = records.refresh(ledger)
+        all_records = list(records.by_id.values())
     return Snapshot(
         counts=ledger.counts(),
-        records=ledger.scans(),
+        records=all_records,
         group_state=(group := ledger.group()).state,
         group=group,
         elapsed=time.monotonic() - started,
         busy=executor.busy(run, ledger),
+        changed=changed,
     )
 
 
@@ -180,7 +217,12 @@ def wait(
     sleep: Callable[[float], None] = time.sleep,
     max_interval: float | None = None,
 ) -> Snapshot:
-    """Poll until nothing of the run is queued or running; return the final snapshot."""
+    """Poll until nothing of the run is queued or running; return the final snapshot.
+
+    Between two checks the executor waits for its run to change
+    (:meth:`Executor.wait_for_change`: the local one wakes the moment its
+    supervisor exits), so the end of a run is seen at once whatever the interval.
+    """
     started = time.monotonic()
     with Ledger.open(run.ledger_path) as ledger:
         executor = executor_for(run, ledger)
@@ -189,13 +231,16 @@ def wait(
         if max_interval is not None:
             max_interval = max(max_interval, executor.min_poll_seconds)
         delay = interval
+        records = LiveRecords()
         while True:
-            snap = snapshot(run, ledger, executor, started=started)
+            snap = snapshot(run, ledger, executor, started=started, records=records)
+            if not snap.busy:
+                # The last word is the whole ledger, read once.
+                snap = replace(snap, records=ledger.scans())
             if on_update:
                 on_update(snap)
             if not snap.busy:
                 return snap
-            sleep(delay)
+            executor.wait_for_change(run, ledger, delay, sleep=sleep)
             if max_interval:
                 delay = min(max_interval, delay * 1.5)
-

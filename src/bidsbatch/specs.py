@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .canonical import canonical_text
 from .containers.settings import ContainerSpec
 from .cwl.pipeline import CwlTool
 from .errors import UsageError
@@ -25,7 +26,7 @@ SPEC_VERSION = 1
 
 def canonical_json(data: Any) -> str:
     """Sorted keys, two-space indent, trailing newline: stable bytes for stable data."""
-    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return canonical_text(data)
 
 
 def sha256_of(data: Any) -> str:
@@ -114,7 +115,8 @@ class Spec(_Places):
         return data
 
     def to_json(self) -> str:
-        return canonical_json(self.to_dict())
+        # The dataclass itself, not asdict's deep copy: the same bytes (canonical.py).
+        return canonical_text(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "spec") -> Spec:

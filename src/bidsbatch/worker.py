@@ -468,7 +468,7 @@ def run_app(
     pump.start()
     timed_out = False
     try:
-        try:
+        try:  # an event, not a sleep loop: AppWaiter's thread is blocked in wait4
             waiter.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True

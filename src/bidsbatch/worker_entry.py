@@ -15,6 +15,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .console import err_console, print_error
 from .errors import (
@@ -24,6 +25,9 @@ from .errors import (
     TransientStorageError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from .specs import Spec
 
 
 @dataclass(frozen=True)
@@ -48,16 +52,20 @@ class WorkerJob:
     transfer_retries: int = 3
 
 
-def run_job(job: WorkerJob, *, environ: Mapping[str, str] | None = None) -> int:
-    """Process the job's scan; the exit code (the app's own when it fails, 75 to retry)."""
+def run_job(job: WorkerJob, *, environ: Mapping[str, str] | None = None,
+            loaded: Spec | None = None) -> int:
+    """Process the job's scan; the exit code (the app's own when it fails, 75 to retry).
+
+    ``loaded`` is the job's spec already read (a forked local worker's), not read again.
+    """
     try:
-        return _run(job, dict(os.environ if environ is None else environ))
+        return _run(job, dict(os.environ if environ is None else environ), loaded)
     except BidsbatchError as exc:
         print_error(exc)
         return exc.exit_code
 
 
-def _run(job: WorkerJob, environ: dict[str, str]) -> int:
+def _run(job: WorkerJob, environ: dict[str, str], loaded: Spec | None) -> int:
     from .worker import (
         Terminated,
         WorkerOptions,
@@ -72,7 +80,9 @@ def _run(job: WorkerJob, environ: dict[str, str]) -> int:
     if sum(x is not None for x in (job.spec, job.manifest, job.pack)) != 1:
         raise UsageError("give exactly one of --spec URI, --manifest URI and --pack URI")
     try:
-        if job.spec is not None:
+        if loaded is not None:
+            the_spec = loaded
+        elif job.spec is not None:
             the_spec = load_spec(job.spec)
         else:
             position = array_index(job.index, environ, base=job.index_base)

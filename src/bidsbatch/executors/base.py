@@ -95,6 +95,12 @@ class Executor(ABC):
         ``scan_id`` ``"group"`` is the group step's log.
         """
 
+    def wait_for_change(self, run: RunDir, ledger: Ledger, seconds: float, *,
+                        sleep: Callable[[float], None]) -> None:
+        """Between two polls of ``runner.wait``: return after ``seconds``, or sooner when
+        the engine can tell that the run changed (the local supervisor exited)."""
+        sleep(seconds)
+
     def busy(self, run: RunDir, ledger: Ledger) -> bool:
         """Is anything of this run still queued or running on the engine (group step too)?"""
         counts = ledger.counts()

@@ -19,10 +19,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ...errors import BidsbatchError, UsageError
 from ...ledger import Ledger
+from ...pidwait import wait_gone
 from ...runlock import held_fd
 from ...runs import RunDir
 from ...specs import Spec
@@ -115,15 +116,22 @@ class LocalExecutor(Executor):
         if ledger.group().state in GROUP_ACTIVE:
             ledger.set_group(GroupState.FAILED)
 
+    def wait_for_change(self, run: RunDir, ledger: Ledger, seconds: float, *,
+                        sleep: Callable[[float], None]) -> None:
+        # The supervisor records every outcome before it exits: its exit is the run's end,
+        # seen the moment it happens (a pidfd), not at the next poll.
+        pid = ledger.get_meta("supervisor_pid")
+        if pid_alive(pid):
+            wait_gone(pid, seconds, alive=pid_alive, sleep=sleep)
+        else:
+            sleep(seconds)
+
     def cancel(self, run: RunDir, ledger: Ledger) -> None:
         pid = ledger.get_meta("supervisor_pid")
         if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + GRACE_SECONDS + 5
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if pid_alive(pid):
+            if not wait_gone(pid, GRACE_SECONDS + 5, alive=pid_alive):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
         left = [r.scan_id for r in ledger.scans(states=(*ACTIVE, ScanState.PLANNED))]

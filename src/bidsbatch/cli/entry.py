@@ -1,0 +1,20 @@
+"""The console script's entry point: ``bidsbatch --version`` answers before typer loads.
+
+Building the typer app imports click, rich and typer's pydantic adapters (60 ms);
+the version needs none of them. Everything else goes to :func:`bidsbatch.cli.app.run`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def run() -> None:
+    if sys.argv[1:] == ["--version"]:  # what the app's eager --version option prints
+        from .._version import __version__
+
+        print(f"bidsbatch {__version__}")
+        sys.exit(0)
+    from .app import run as run_app
+
+    run_app()
