@@ -109,9 +109,10 @@ def plan_command(
     *,
     dataset: Annotated[str | None, typer.Argument(
         help="BIDS dataset: a folder, file:// or s3:// URI (none with --items/--items-glob; "
-             "with --tiles, the bucket).", show_default=False)] = None,
+             "with --tiles, the bucket).", show_default=False, metavar="DATASET")] = None,
     output: Annotated[str | None, typer.Argument(
-        help="Where outputs go: a folder or s3:// URI.", show_default=False)] = None,
+        help="Where outputs go: a folder or s3:// URI.", show_default=False,
+        metavar="OUTPUT")] = None,
     planning: Planning,
     container: ContainerChoice,
     adjust: PipelineOverrides,
@@ -203,17 +204,24 @@ def plan_from_options(
 def _source(dataset: str | None, output: str | None, planning: Planning
             ) -> tuple[object | None, str, str]:
     """The item source the options name (None: a BIDS dataset), the dataset, the output."""
-    from ..errors import UsageError
     from ..items.registry import item_source
 
     if output is None and planning.items.given:
         dataset, output = None, dataset  # plan --items-glob … OUTPUT
-    if output is None:
-        raise UsageError("missing OUTPUT", hint="bidsbatch plan DATASET OUTPUT (or --items "
-                                                "FILE OUTPUT)")
+    if output is None or (dataset is None and not planning.items.given):
+        # click's own message (usage line, then the missing argument), as before
+        # DATASET could be left out for --items. The click typer runs on: its own copy
+        # from typer 0.29 on, click itself before.
+        import importlib
+
+        import typer
+
+        click = typer.Context.__mro__[1].__module__.rsplit(".", 1)[0]
+        missing = importlib.import_module(f"{click}.exceptions").MissingParameter
+        context = importlib.import_module(f"{click}.globals").get_current_context
+        raise missing(ctx=context(silent=True), param_type="argument",
+                      param_hint="'DATASET'" if dataset is None else "'OUTPUT'")
     source = item_source(planning.items, dataset)
-    if source is None and dataset is None:
-        raise UsageError("missing DATASET", hint="bidsbatch plan DATASET OUTPUT")
     return source, dataset or "", output
 
 

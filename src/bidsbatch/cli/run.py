@@ -48,9 +48,10 @@ def run_command(
     *,
     dataset: Annotated[str | None, typer.Argument(
         help="BIDS dataset: a folder, file:// or s3:// URI (none with --items/--items-glob; "
-             "with --tiles, the bucket).", show_default=False)] = None,
+             "with --tiles, the bucket).", show_default=False, metavar="DATASET")] = None,
     output: Annotated[str | None, typer.Argument(
-        help="Where outputs go: a folder or s3:// URI.", show_default=False)] = None,
+        help="Where outputs go: a folder or s3:// URI.", show_default=False,
+        metavar="OUTPUT")] = None,
     planning: Planning,
     executor: ExecutorChoice,
     container: ContainerChoice,
