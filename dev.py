@@ -44,12 +44,31 @@ def setup(extras: str) -> None:
         return
     _say(f"installing bidsbatch{'[' + extras + ']' if extras else ''} into .venv")
     target = f"{ROOT}[{extras}]" if extras else str(ROOT)
-    quiet = ["--quiet", "--disable-pip-version-check"]
-    if _run(PY, "-m", "pip", "install", *quiet, "--upgrade", "pip") != 0:
-        sys.exit("pip could not be upgraded")
-    if _run(PY, "-m", "pip", "install", *quiet, "-e", target) != 0:
-        sys.exit("installing bidsbatch failed (see pip's message above)")
+    if not _uv_install(target):
+        quiet = ["--quiet", "--disable-pip-version-check"]
+        if _run(PY, "-m", "pip", "install", *quiet, "--upgrade", "pip") != 0:
+            sys.exit("pip could not be upgraded")
+        if _run(PY, "-m", "pip", "install", *quiet, "-e", target) != 0:
+            sys.exit("installing bidsbatch failed (see pip's message above)")
     stamp.write_text(digest)
+
+
+def _uv_install(target: str) -> bool:
+    """Install with uv, which fetches in parallel (about 1 min where pip takes 7); else False.
+
+    uv is itself a wheel from PyPI, put into .venv by pip. Any failure falls back to pip,
+    so a machine where uv cannot run still gets set up.
+    """
+    quiet = ["--quiet", "--disable-pip-version-check"]
+    if _run(PY, "-m", "pip", "install", *quiet, "uv>=0.5,<1") != 0:
+        return False
+    env = {**os.environ, "UV_NATIVE_TLS": "1"}  # the system's CA store, as pip uses
+    argv = [BIN / "uv", "pip", "install", "--quiet", "--compile-bytecode", "--python", PY,
+            "-e", target]
+    if _run(*argv, env=env) == 0:
+        return True
+    _say("uv failed; installing with pip instead")
+    return False
 
 
 def demo(args: list[str]) -> int:
@@ -63,7 +82,10 @@ def test(args: list[str]) -> int:
     if _run(BIN / "ruff", "check", "src", "tests", "bench", "dev.py", cwd=ROOT) != 0:
         return 1
     _say("pytest")
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # Bytecode is cached (each test starts hundreds of bidsbatch processes; compiling the
+    # sources every time costs a fifth of each start), but outside the source tree.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(VENV / "pycache")
     return _run(PY, "-m", "pytest", "-q", *args, cwd=ROOT, env=env)
 
 
