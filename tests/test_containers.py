@@ -280,6 +280,10 @@ def test_demo_app_runs_in_a_debian_container(demo_image: str, ses_ds: Path,
     log = run_cli("logs", status["run_id"], "sub-01_ses-1").stdout
     assert "podman run --rm --pull=never" in log and "--network none" in log
     assert "--memory 256m" in log
+    # The app is conmon's child, not the worker's: its usage is read from its cgroup.
+    usage = json.loads((out / ".bidsbatch/done/sub-01_ses-1.json").read_text())["usage"]
+    assert usage["measured"].startswith("the container's cgroup (podman"), usage
+    assert 10 < usage["peak_memory_mib"] <= 256 and usage["cpu_seconds"] > 0
 
 
 def test_memory_limit_is_enforced(demo_image: str, synth_ds: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import math
 import os
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,10 @@ from .ledger import GroupRecord, Ledger, ScanRecord
 from .pricing import PriceTable, job_resources, load_prices, run_cost_for
 from .report_assets import CSS, JS
 from .report_scans import details_section, failure_extras
+from .report_usage import cost_rows, measured_usage, usage_rows
 from .runner import executor_for
 from .runs import RunDir
+from .scan_usage import ScanUsage
 from .specs import RunInfo
 from .states import STATES, ScanState
 from .storage import atomic_write
@@ -80,6 +82,7 @@ class ReportData:
     group: GroupRecord
     prices: str
     generated_at: datetime
+    usage: dict[str, ScanUsage] = field(default_factory=dict)
 
 
 def collect(run: RunDir, *, table: PriceTable | None = None,
@@ -92,10 +95,12 @@ def collect(run: RunDir, *, table: PriceTable | None = None,
         ledger.add_scans(info.scans)
         scans = ledger.scans()
         executor = executor_for(run, ledger) if ledger.executor_name else None
-        cost = run_cost_for(run, ledger, executor=executor, table=table, now=now)
+        usage, requests = measured_usage(run, ledger, executor=executor)
+        cost = run_cost_for(run, ledger, executor=executor, table=table, now=now,
+                            requests=requests)
         group = ledger.group()
     return ReportData(run=run, info=info, executor=executor, scans=scans,
-                      cost=cost, group=group,
+                      cost=cost, group=group, usage=usage,
                       prices=table.describe_sources() if cost.priced else "",
                       generated_at=now)
 
@@ -583,7 +588,8 @@ def _cost_section(data: ReportData) -> str:
             f"<dt>CPU use</dt><dd>{'' if eff is None else f'{eff:.0%}'} of the "
             f"{res.vcpus:g} vCPU asked per scan</dd>"
             f"<dt>Lost to failures</dt><dd>{e(duration(_lost_seconds(c)) or '0s')}</dd>"
-            f"</dl>{_assumptions(c.assumptions)}</div>"
+            + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in usage_rows(data.usage))
+            + f"</dl>{_assumptions(c.assumptions)}</div>"
         )
     total = c.dollars or 0.0
     parts = [(SUCCEEDED, c.by_outcome.get(SUCCEEDED, 0.0)),
@@ -605,7 +611,7 @@ def _cost_section(data: ReportData) -> str:
         rows.append(("still running", f"{dollars(c.by_outcome.get(RUNNING, 0.0))} so far"))
     rows += [("per succeeded scan", dollars(c.per_succeeded_scan) or "–"),
              ("instance-hours", f"{c.instance_hours or 0:,.2f}"),
-             ("region", c.region)]
+             ("region", c.region), *cost_rows(c), *usage_rows(data.usage)]
     kv = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in rows)
     legend = "".join(f'<li><i class="bg-{k}"></i>{OUTCOME_LABEL[k]}</li>'
                      for k, v in parts if v)
@@ -614,7 +620,7 @@ def _cost_section(data: ReportData) -> str:
         f'<div class="big">{e(dollars(total))}</div>'
         f'<div class="meter" role="img" aria-label="cost by outcome">{meter}</div>'
         f'<ul class="legend" style="margin:-6px 0 10px">{legend}</ul>'
-        f'<dl class="kv">{kv}</dl>{_assumptions(c.assumptions)}'
+        f'<dl class="kv">{kv}</dl>{_assumptions((*c.basis, *c.assumptions))}'
         f'<p class="assume" style="padding:0">prices: {e(data.prices)}</p></div>'
     )
 

@@ -16,6 +16,8 @@ def show_command(
 
     On AWS Batch the specs travel to the jobs packed in one object per
     submission; this is the same file, from the run directory.
+
+    Example: bidsbatch show 20261202-1a2b3c sub-01_ses-1 | jq .argv
     """
     from ..runs import find_run
 
