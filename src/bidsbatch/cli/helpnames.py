@@ -40,6 +40,9 @@ EXAMPLES = {
     "cost estimate": "bidsbatch cost estimate s3://openneuro.org/ds000114 --pipeline m2g "
                      "--no-sign-request",
     "cost show": "bidsbatch cost show   (the latest run)",
+    "cost suggest": "bidsbatch cost suggest   (the latest run), then: bidsbatch run ds out "
+                    "--pipeline m2g --resources-from RUN",
+    "cost prices": "bidsbatch cost prices --refresh",
     "aws": "bidsbatch aws setup lab --dataset s3://my-bids/ds001 --output s3://my-derivs/ds001",
     "aws setup": "bidsbatch aws setup lab --dataset s3://my-bids/ds001 --output "
                  "s3://my-derivs/ds001 --pipeline m2g",
