@@ -32,6 +32,12 @@ from .params import extend, parameter
 RunArg = Annotated[
     str | None, typer.Argument(help="Run id or run directory (default: the latest run).")
 ]
+#: ``plan``'s and ``run``'s positionals; optional, since item sources need none.
+DatasetArg = Annotated[str | None, typer.Argument(
+    help="BIDS dataset: a folder, file:// or s3:// URI (none with --items/--items-glob; "
+         "with --tiles, the bucket).", show_default=False, metavar="DATASET")]
+OutputArg = Annotated[str | None, typer.Argument(
+    help="Where outputs go: a folder or s3:// URI.", show_default=False, metavar="OUTPUT")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 PipelineOpt = Annotated[
     str, typer.Option("--pipeline", help="A preset (demo, m2g, fmriprep, mriqc) or a TOML file.")

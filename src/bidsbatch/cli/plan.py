@@ -15,7 +15,15 @@ from ..customise import PipelineOverrides
 from ..planning import Plan
 from ..runs import RunDir
 from .container_options import container_options
-from .options import JsonOpt, PipelineOpt, Planning, RunDirOpt, planning_options
+from .options import (
+    DatasetArg,
+    JsonOpt,
+    OutputArg,
+    PipelineOpt,
+    Planning,
+    RunDirOpt,
+    planning_options,
+)
 from .pipeline_options import pipeline_options
 from .render import crawl_with_progress, render_plan
 
@@ -107,12 +115,8 @@ def pipelines_command(
 
 def plan_command(
     *,
-    dataset: Annotated[str | None, typer.Argument(
-        help="BIDS dataset: a folder, file:// or s3:// URI (none with --items/--items-glob; "
-             "with --tiles, the bucket).", show_default=False, metavar="DATASET")] = None,
-    output: Annotated[str | None, typer.Argument(
-        help="Where outputs go: a folder or s3:// URI.", show_default=False,
-        metavar="OUTPUT")] = None,
+    dataset: DatasetArg = None,
+    output: OutputArg = None,
     planning: Planning,
     container: ContainerChoice,
     adjust: PipelineOverrides,

@@ -16,8 +16,10 @@ from ..customise import PipelineOverrides
 from ..executors.registry import DEFAULT_EXECUTOR
 from .container_options import container_options
 from .options import (
+    DatasetArg,
     ExecutorChoice,
     JsonOpt,
+    OutputArg,
     Planning,
     RequiredPipelineOpt,
     RunArg,
@@ -46,12 +48,8 @@ def register(app: typer.Typer) -> None:
 
 def run_command(
     *,
-    dataset: Annotated[str | None, typer.Argument(
-        help="BIDS dataset: a folder, file:// or s3:// URI (none with --items/--items-glob; "
-             "with --tiles, the bucket).", show_default=False, metavar="DATASET")] = None,
-    output: Annotated[str | None, typer.Argument(
-        help="Where outputs go: a folder or s3:// URI.", show_default=False,
-        metavar="OUTPUT")] = None,
+    dataset: DatasetArg = None,
+    output: OutputArg = None,
     planning: Planning,
     executor: ExecutorChoice,
     container: ContainerChoice,
