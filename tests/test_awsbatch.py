@@ -438,7 +438,8 @@ def wide_ds(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
 
 def test_submit_of_hundreds_of_scans_is_a_few_s3_requests(batch: Batch, wide_ds: Path) -> None:
     _bucket, dataset, output = batch.dataset(wide_ds)
-    res = run_cli("run", dataset, output, *batch.flags(), "--no-wait", "--json")
+    res = run_cli("run", dataset, output, "--pipeline", "demo", *batch.flags(), "--no-wait",
+                  "--json")
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout)["run_id"]
     s3_calls = [r for r in batch.server.requests() if not r["path"].startswith("/v1/")
