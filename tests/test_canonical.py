@@ -21,7 +21,12 @@ from bidsbatch.specs import InputFile, Manifest, Spec, canonical_json
 
 
 def old_serializer(value: object) -> str:
-    data = asdict(value) if hasattr(value, "__dataclass_fields__") else value
+    """What ``to_json`` was: ``json.dumps`` of the spec's ``to_dict`` (``asdict`` less the
+    fields left out while None), or of ``asdict``."""
+    if isinstance(value, Spec):
+        data: object = value.to_dict()
+    else:
+        data = asdict(value) if hasattr(value, "__dataclass_fields__") else value
     return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -96,3 +101,9 @@ def test_other_values_match_json_dumps(value: object) -> None:
     assert canonical_text(value) == old_serializer(value)
     if not hasattr(value, "__dataclass_fields__"):
         assert canonical_json(value) == old_serializer(value)
+
+
+def test_a_bids_spec_has_no_cwl_key_as_before_cwl_existed() -> None:
+    text = spec().to_json()
+    assert '"cwl"' not in text
+    assert Spec.from_dict(json.loads(text)).to_json() == text

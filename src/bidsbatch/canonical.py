@@ -32,7 +32,12 @@ def canonical_text(value: Any) -> str:
     try:
         _emit(value, out, "\n")
     except _Unusual:
-        data = asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+        data = value
+        if is_dataclass(value) and not isinstance(value, type):
+            data = asdict(value)
+            for name in _omitted(type(value)):
+                if data.get(name) is None:
+                    data.pop(name, None)
         return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     out.append("\n")
     return "".join(out)
@@ -43,6 +48,11 @@ def _names(cls: type) -> tuple[str, ...]:
     if names is None:
         names = _NAMES[cls] = tuple(sorted(f.name for f in fields(cls)))
     return names
+
+
+def _omitted(cls: type) -> frozenset[str]:
+    """Fields a dataclass leaves out of its JSON while they are None (``OMIT_WHEN_NONE``)."""
+    return getattr(cls, "OMIT_WHEN_NONE", frozenset())
 
 
 def _emit(value: Any, out: list[str], nl: str) -> None:
@@ -81,11 +91,13 @@ def _emit(value: Any, out: list[str], nl: str) -> None:
             raise _Unusual
         _emit_items(sorted(value.items()), out, nl)
     elif is_dataclass(value) and not isinstance(value, type):
-        names = _names(type(value))
-        if not names:
+        omit = _omitted(type(value))
+        items = [(n, v) for n in _names(type(value))
+                 if (v := getattr(value, n)) is not None or n not in omit]
+        if not items:
             out.append("{}")
             return
-        _emit_items([(n, getattr(value, n)) for n in names], out, nl)
+        _emit_items(items, out, nl)
     else:
         raise _Unusual
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from .canonical import canonical_text
 from .containers.settings import ContainerSpec
@@ -103,6 +103,10 @@ class Spec(_Places):
     spec_version: int = SPEC_VERSION
     #: A CWL pipeline's tool and this item's job object (None: run ``argv``).
     cwl: CwlTool | None = None
+    #: The pipeline's kind for items (``items``, ``cwl``); None: a BIDS App over a scan.
+    kind: str | None = None
+    #: Left out of the JSON while None: the specs of BIDS Apps stay byte for byte.
+    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"cwl", "kind"})
 
     @property
     def input_bytes(self) -> int:
@@ -110,8 +114,9 @@ class Spec(_Places):
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["cwl"] is None:  # left out: the specs of BIDS Apps stay byte for byte
-            data.pop("cwl")
+        for name in self.OMIT_WHEN_NONE:
+            if data[name] is None:
+                data.pop(name)
         return data
 
     def to_json(self) -> str:

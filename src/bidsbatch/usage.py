@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .containers.job import AppLaunch
+    from .cwl.launch import CwlLaunch
 
 MiB = 1024 * 1024
 #: What ``measured`` says for each way of measuring.
@@ -152,8 +153,11 @@ class UsageMeter:
         self.runtime = runtime
 
     @classmethod
-    def for_launch(cls, launch: AppLaunch) -> UsageMeter:
-        if launch.request is None or not launch.runtime.keeps_containers:
+    def for_launch(cls, launch: AppLaunch | CwlLaunch) -> UsageMeter:
+        request = getattr(launch, "request", None)
+        # cwltool (no request) is our child whatever it runs the tool in: its rusage,
+        # which counts the children it waited for, is what can be measured.
+        if request is None or not launch.runtime.keeps_containers:  # type: ignore[union-attr]
             return cls()  # a plain process, or Apptainer: the app is our descendant
         return cls(container_id=launch.container_id, runtime=launch.runtime.name)
 

@@ -706,12 +706,14 @@ def run_worker(
             # Its outputs are about to be overwritten: it must not vouch for them.
             log.info(f"removing the previous marker (config {previous.config_hash[:12]})")
             out_loc.delete(marker_key(spec.scan_id))
-        app_description = take_app_description(scratch.out)  # merged, not uploaded as is
+        # A BIDS App's own description is merged into the output's, not uploaded as is.
+        app_description = take_app_description(scratch.out) if spec.kind is None else None
         outputs = stage_out(spec, out_loc, scratch, options=options, log=log, sleep=sleep)
 
         job.stage = "commit"
-        described = record_for_scan(out_loc, spec, app_description, log=log)  # GeneratedBy…
-        outputs = with_description(outputs, described)
+        if spec.kind is None:  # a BIDS derivative: GeneratedBy, SourceDatasets
+            described = record_for_scan(out_loc, spec, app_description, log=log)
+            outputs = with_description(outputs, described)
         marker = Marker(
             run_id=spec.run_id, scan_id=spec.scan_id, config_hash=spec.config_hash,
             attempt=options.attempt, started_at=iso(job.started), finished_at=iso(clock()),

@@ -147,6 +147,7 @@ def _spec(item: Item, *, root: str, output: str, pipeline: Pipeline, s3: S3Optio
                           for alt in pipeline.expected_outputs],
         fingerprint=entries, requester_pays=s3.requester_pays,
         no_sign_request=s3.no_sign_request, container=container, cwl=cwl,
+        kind=pipeline.kind,
     ), ""
 
 
