@@ -433,9 +433,20 @@ def write_dataset_files(output_dir: Path) -> None:
 
 
 def app_version() -> str:
-    """The version of bidsbatch that ships this app."""
-    from .._version import __version__  # not importlib.metadata: 85 ms a call
+    """The version of bidsbatch that ships this app (``0.0.0`` when it runs alone).
 
+    In a container the app is a lone file (``python3 /opt/demo.py``): no package
+    around it, so the import fails, and no bidsbatch is installed there either.
+    """
+    try:
+        from .._version import __version__  # not importlib.metadata: 85 ms a call
+    except ImportError:
+        import importlib.metadata
+
+        try:
+            return importlib.metadata.version("bidsbatch")
+        except importlib.metadata.PackageNotFoundError:
+            return "0.0.0"
     return __version__
 
 
