@@ -154,10 +154,12 @@ class UsageMeter:
 
     @classmethod
     def for_launch(cls, launch: AppLaunch | CwlLaunch) -> UsageMeter:
-        request = getattr(launch, "request", None)
-        # cwltool (no request) is our child whatever it runs the tool in: its rusage,
-        # which counts the children it waited for, is what can be measured.
-        if request is None or not launch.runtime.keeps_containers:  # type: ignore[union-attr]
+        from .containers.job import AppLaunch
+
+        # cwltool is our child whatever it runs the tool in: its rusage, which counts
+        # the children it waited for, is what can be measured.
+        if not isinstance(launch, AppLaunch) or launch.request is None \
+                or not launch.runtime.keeps_containers:
             return cls()  # a plain process, or Apptainer: the app is our descendant
         return cls(container_id=launch.container_id, runtime=launch.runtime.name)
 

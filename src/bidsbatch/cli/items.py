@@ -6,32 +6,26 @@ from pathlib import Path
 
 from ..console import err_console
 from ..containers.choose import ContainerChoice
-from ..customise import PipelineOverrides
 from ..items.base import ItemSource
+from ..pipelines import Pipeline
 from ..planning import Plan
 from ..runs import RunDir
 from .options import Planning
 
 
-def plan_items(source: ItemSource, output: str, *, pipeline: str, planning: Planning,
+def plan_items(source: ItemSource, output: str, *, pipe: Pipeline, planning: Planning,
                run_dir: Path | None, container: ContainerChoice | None,
-               inside_image: bool, adjust: PipelineOverrides | None = None
-               ) -> tuple[Plan, RunDir]:
-    """List the items, select, plan one spec per item; write the run directory."""
+               inside_image: bool) -> tuple[Plan, RunDir]:
+    """List the items, select, plan one spec per item; write the run directory.
+
+    ``pipe`` comes loaded and adjusted (``--resources-from``, ``--app-args``…) by
+    ``plan_from_options``, which has checked the S3 options too.
+    """
     from rich.markup import escape
 
     from ..containers.choose import container_spec
     from ..items.plan import make_item_plan
-    from ..pipelines import load_pipeline
-    from ..safety import check_s3_options
 
-    check_s3_options(requester_pays=planning.requester_pays,
-                     no_sign_request=planning.no_sign_request)
-    from .cost_usage import resources_from
-
-    pipe = resources_from(load_pipeline(pipeline), planning)
-    if adjust is not None:
-        pipe = adjust.apply(pipe)  # --app-args, --vcpus, --memory
     how = container_spec(pipe.container, pipeline_name=pipe.name,
                          choice=container or ContainerChoice(), inside_image=inside_image,
                          warn=lambda text: err_console.print(

@@ -166,28 +166,24 @@ def plan_from_options(
     from ..pipelines import load_pipeline
     from ..planning import make_plan
     from ..safety import check_output_apart, check_s3_options
-
-    source, dataset, output = _source(dataset, output, planning)
-    if source is not None:
-        from .items import plan_items
-
-        return plan_items(source, output, pipeline=pipeline, planning=planning,
-                          run_dir=run_dir, container=container, inside_image=inside_image,
-                          adjust=adjust)
-    check_s3_options(requester_pays=planning.requester_pays,
-                     no_sign_request=planning.no_sign_request)
     from .cost_usage import resources_from
 
+    source, dataset, output = _source(dataset, output, planning)
+    check_s3_options(requester_pays=planning.requester_pays,
+                     no_sign_request=planning.no_sign_request)
     pipe = resources_from(load_pipeline(pipeline), planning)  # fails before any listing
     if adjust is not None:
         pipe = adjust.apply(pipe)  # --app-args, --vcpus, --memory
-    if pipe.kind != "bids":  # a CWL tool or a command per scan: the crawl as an item source
+    if source is None and pipe.kind != "bids":
+        # A CWL tool or a command per scan over a BIDS dataset: the crawl as an item source.
         from ..items.bids import BidsSource
+
+        source = BidsSource(dataset, follow_symlinks=planning.follow_symlinks)
+    if source is not None:
         from .items import plan_items
 
-        return plan_items(BidsSource(dataset, follow_symlinks=planning.follow_symlinks),
-                          output, pipeline=pipeline, planning=planning, run_dir=run_dir,
-                          container=container, inside_image=inside_image, adjust=adjust)
+        return plan_items(source, output, pipe=pipe, planning=planning, run_dir=run_dir,
+                          container=container, inside_image=inside_image)
     check_output_apart(dataset, output)  # before any listing: nothing is read or written
     s3 = planning.s3
     # A missing license or runtime is one clear line before any listing, too.
