@@ -55,9 +55,9 @@ EXAMPLES = {
 _USAGE = {"logs": ["[OPTIONS]", "[RUN]", "SCAN"]}
 
 
-def tidy_help(command: Any, path: str = "") -> Any:
-    """``command`` (and every subcommand) with value names instead of type names, and an
-    example in each help text."""
+def tidy_help(command: Any, path: str = "", *, deep: bool = True) -> Any:
+    """``command`` (and every subcommand, unless not ``deep``) with value names instead of
+    type names, and an example in each help text."""
     for param in getattr(command, "params", []):
         _tidy(param)
     _tidy_help_option(command)
@@ -66,7 +66,7 @@ def tidy_help(command: Any, path: str = "") -> Any:
         command.collect_usage_pieces = lambda ctx=None, _p=pieces: list(_p)
     if "Example" not in (command.help or "") and path in EXAMPLES:
         command.help = f"{(command.help or '').rstrip()}\n\nExample: {EXAMPLES[path]}"
-    for name, sub in (getattr(command, "commands", None) or {}).items():
+    for name, sub in (getattr(command, "commands", None) or {}).items() if deep else ():
         tidy_help(sub, f"{path} {name}".strip())
     return command
 

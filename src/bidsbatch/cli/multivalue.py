@@ -49,7 +49,7 @@ def spread_values(command: Any, args: Sequence[str]) -> list[str]:
         i += 1
         if token.startswith("-"):
             continue
-        nxt = current.commands.get(token)
+        nxt = current.get_command(None, token)  # a lazy group imports only this command
         if nxt is None:
             return out + items[i:]  # click reports the unknown command
         current = nxt

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from ..console import err_console
-from ..ledger import GroupRecord, ScanRecord
-from ..planning import Plan
-from ..runs import RunDir
-from ..states import ScanState
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: status --json renders without importing the planner
     from ..bids import Dataset
+    from ..ledger import GroupRecord, ScanRecord
+    from ..planning import Plan
+    from ..runs import RunDir
+    from ..states import ScanState
     from ..storage import S3Options
 
 

@@ -1,4 +1,4 @@
-"""The commands that execute and watch runs: run, status, logs, show, retry, cancel, demo."""
+"""The commands that execute runs: run, retry, cancel, demo (status and logs: ``status.py``)."""
 
 from __future__ import annotations
 
@@ -31,16 +31,12 @@ from .options import (
 from .pipeline_options import pipeline_options
 from .plan import plan_from_options
 from .render import render_plan, status_dict
-from .show import show_command
 
 
 def register(app: typer.Typer) -> None:
     """Add the execution commands to ``app``."""
     app.command("run")(executor_options(planning_options(container_options(
         pipeline_options(run_command)))))
-    app.command("status")(status_command)
-    app.command("logs")(logs_command)
-    app.command("show")(show_command)
     app.command("retry")(retry_options(retry_command))
     app.command("cancel")(cancel_command)
     app.command("demo")(demo_command)
@@ -173,89 +169,6 @@ def _report(run) -> None:  # type: ignore[no-untyped-def]
                           highlight=False)
         return
     err_console.print(f"report: {escape(str(path))}", highlight=False)
-
-
-def status_command(
-    run_ref: RunArg = None,
-    # No -w: it is --work-dir, as in BIDS Apps (short options mean one thing everywhere).
-    watch: Annotated[bool, typer.Option("--watch", help="Follow until it ends.")] = False,
-    as_json: JsonOpt = False,
-    rebuild: Annotated[bool, typer.Option(
-        "--rebuild", help="Rebuild a damaged ledger from the completion markers first.")]
-    = False,
-) -> None:
-    """Show the state of every scan of a run, and the counts."""
-    from .. import runner
-    from ..ledger import Ledger
-    from ..progress import counts_line, status_table
-    from ..runs import find_run
-    from .cost import status_cost
-
-    run = find_run(run_ref)
-    info = run.info()
-    if rebuild:
-        from ..rebuild import rebuild_ledger
-
-        done = rebuild_ledger(run)
-        aside = f"; the old one is {done.moved_aside}" if done.moved_aside else ""
-        err_console.print(f"ledger rebuilt: {done.succeeded} succeeded, {done.failed} failed, "
-                          f"{done.unknown} not known{escape(aside)}", highlight=False)
-    if watch:
-        final = _watch(run, title=info.run_id, total=len(info.scans))
-        records, counts, group = final.records, final.counts, final.group
-    else:
-        with Ledger.open(run.ledger_path) as ledger:
-            if ledger.executor_name:
-                runner.executor_for(run, ledger).poll(run, ledger)
-            else:
-                ledger.add_scans(info.scans)
-            records, counts, group = ledger.scans(), ledger.counts(), ledger.group()
-    if as_json:
-        print_json(json.dumps(status_dict(run, records, counts, group), indent=2))
-        return
-    with Ledger.open(run.ledger_path) as ledger:
-        cost_column, cost_values, cost_lines = status_cost(
-            run, ledger, runner.submitted_executor(run, ledger))
-    err_console.print(status_table(records, title=f"run {info.run_id} · {info.dataset_name} · "
-                                   f"{info.pipeline.name}",
-                                   extra=(cost_column, cost_values)))
-    err_console.print(counts_line(counts))
-    if group.state:
-        err_console.print(f"group step: {group.state}")
-    for line in cost_lines:
-        err_console.print(line)
-
-
-def logs_command(
-    first: Annotated[str, typer.Argument(
-        show_default=False,
-        help="Run id or run directory; leave it out for the latest run (one argument is "
-             "the SCAN).")],
-    second: Annotated[str | None, typer.Argument(
-        show_default=False, help="Scan id, e.g. sub-01_ses-1 (or 'group').")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
-    = False,
-) -> None:
-    """Print a scan's log (every attempt), then the crash files of its failure.
-
-    Example: bidsbatch logs sub-01_ses-1   (of the latest run; or: bidsbatch logs RUN SCAN)
-    """
-    from .. import runner
-    from ..ledger import Ledger
-    from ..runs import find_run
-    from .crash_output import print_crash_files
-
-    # One argument is the scan of the latest run, as status takes no RUN for it.
-    run_ref, scan = (None, first) if second is None else (first, second)
-    run = find_run(run_ref)
-    if scan != "group":
-        run.spec(scan)  # an unknown scan is a clear error
-    with Ledger.open(run.ledger_path) as ledger:
-        executor = runner.executor_for(run, ledger)
-    for line in executor.logs(run, scan, follow=follow):
-        print(line, flush=follow)
-    if scan != "group":
-        print_crash_files(run, scan)
 
 
 def retry_command(

@@ -8,6 +8,11 @@ from typing import Annotated
 import typer
 
 
+def register(app: typer.Typer) -> None:
+    """Add ``show`` to ``app``."""
+    app.command("show")(show_command)
+
+
 def show_command(
     run_ref: Annotated[str, typer.Argument(help="Run id or run directory.")],
     scan: Annotated[str, typer.Argument(help="Scan id, e.g. sub-01_ses-1.")],

@@ -1,0 +1,109 @@
+"""``bidsbatch status`` and ``bidsbatch logs``: what a run's scans are doing.
+
+Kept apart from ``run.py`` so that reading a run's state imports what it reads
+with (the ledger, the run's executor), not every executor's options.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..console import err_console, print_json
+from .options import JsonOpt, RunArg
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``status`` and ``logs`` to ``app``."""
+    app.command("status")(status_command)
+    app.command("logs")(logs_command)
+
+
+def status_command(
+    run_ref: RunArg = None,
+    # No -w: it is --work-dir, as in BIDS Apps (short options mean one thing everywhere).
+    watch: Annotated[bool, typer.Option("--watch", help="Follow until it ends.")] = False,
+    as_json: JsonOpt = False,
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Rebuild a damaged ledger from the completion markers first.")]
+    = False,
+) -> None:
+    """Show the state of every scan of a run, and the counts."""
+    from .. import runner
+    from ..ledger import Ledger
+    from ..progress import counts_line, status_table
+    from ..runs import find_run
+    from .cost_lines import status_cost
+
+    run = find_run(run_ref)
+    info = run.info()
+    if rebuild:
+        from ..rebuild import rebuild_ledger
+
+        done = rebuild_ledger(run)
+        aside = f"; the old one is {done.moved_aside}" if done.moved_aside else ""
+        err_console.print(f"ledger rebuilt: {done.succeeded} succeeded, {done.failed} failed, "
+                          f"{done.unknown} not known{escape(aside)}", highlight=False)
+    if watch:
+        from .run import _watch
+
+        final = _watch(run, title=info.run_id, total=len(info.scans))
+        records, counts, group = final.records, final.counts, final.group
+    else:
+        with Ledger.open(run.ledger_path) as ledger:
+            if ledger.executor_name:
+                runner.executor_for(run, ledger).poll(run, ledger)
+            else:
+                ledger.add_scans(info.scans)
+            records, counts, group = ledger.scans(), ledger.counts(), ledger.group()
+    if as_json:
+        from .render import status_dict
+
+        print_json(json.dumps(status_dict(run, records, counts, group), indent=2))
+        return
+    with Ledger.open(run.ledger_path) as ledger:
+        cost_column, cost_values, cost_lines = status_cost(
+            run, ledger, runner.submitted_executor(run, ledger))
+    err_console.print(status_table(records, title=f"run {info.run_id} · {info.dataset_name} · "
+                                   f"{info.pipeline.name}",
+                                   extra=(cost_column, cost_values)))
+    err_console.print(counts_line(counts))
+    if group.state:
+        err_console.print(f"group step: {group.state}")
+    for line in cost_lines:
+        err_console.print(line)
+
+
+def logs_command(
+    first: Annotated[str, typer.Argument(
+        show_default=False,
+        help="Run id or run directory; leave it out for the latest run (one argument is "
+             "the SCAN).")],
+    second: Annotated[str | None, typer.Argument(
+        show_default=False, help="Scan id, e.g. sub-01_ses-1 (or 'group').")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
+    = False,
+) -> None:
+    """Print a scan's log (every attempt), then the crash files of its failure.
+
+    Example: bidsbatch logs sub-01_ses-1   (of the latest run; or: bidsbatch logs RUN SCAN)
+    """
+    from .. import runner
+    from ..ledger import Ledger
+    from ..runs import find_run
+    from .crash_output import print_crash_files
+
+    # One argument is the scan of the latest run, as status takes no RUN for it.
+    run_ref, scan = (None, first) if second is None else (first, second)
+    run = find_run(run_ref)
+    if scan != "group":
+        run.spec(scan)  # an unknown scan is a clear error
+    with Ledger.open(run.ledger_path) as ledger:
+        executor = runner.executor_for(run, ledger)
+    for line in executor.logs(run, scan, follow=follow):
+        print(line, flush=follow)
+    if scan != "group":
+        print_crash_files(run, scan)
