@@ -12,17 +12,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .executors import Executor, restore_executor
 from .ledger import GroupRecord, Ledger, ScanRecord
 from .markers import done_scans
-from .planning import Plan
 from .runlock import run_lock
 from .runs import RunDir, mark_latest
 from .specs import Spec
 from .states import ACTIVE, GroupState, ScanState
+
+if TYPE_CHECKING:
+    from .planning import Plan
 
 
 @dataclass

@@ -21,10 +21,27 @@ from typing import Any
 
 
 def lighten(command: Any) -> None:
-    """Give every typer parameter of ``command`` (not its subcommands) the light coercion."""
+    """Give every typer parameter of ``command`` (not its subcommands) the light coercion,
+    ``--help`` too (click makes that option anew on demand)."""
     for param in getattr(command, "params", []):
-        if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
-            param._runtime_param = LightCoercion(param.type_descriptor)
+        _lighten(param)
+    original = getattr(command, "get_help_option", None)
+    if original is None or getattr(original, "_lightened", False):
+        return
+
+    def get_help_option(ctx: Any) -> Any:
+        option = original(ctx)
+        if option is not None:
+            _lighten(option)
+        return option
+
+    get_help_option._lightened = True  # type: ignore[attr-defined]
+    command.get_help_option = get_help_option
+
+
+def _lighten(param: Any) -> None:
+    if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
+        param._runtime_param = LightCoercion(param.type_descriptor)
 
 
 class LightCoercion:

@@ -37,6 +37,7 @@ def status_command(
     from ..progress import counts_line, status_table
     from ..runs import find_run
     from .cost_lines import status_cost
+    from .plain_table import print_table
 
     run = find_run(run_ref)
     info = run.info()
@@ -67,9 +68,9 @@ def status_command(
     with Ledger.open(run.ledger_path) as ledger:
         cost_column, cost_values, cost_lines = status_cost(
             run, ledger, runner.submitted_executor(run, ledger))
-    err_console.print(status_table(records, title=f"run {info.run_id} · {info.dataset_name} · "
-                                   f"{info.pipeline.name}",
-                                   extra=(cost_column, cost_values)))
+    print_table(err_console, status_table(
+        records, title=f"run {info.run_id} · {info.dataset_name} · {info.pipeline.name}",
+        extra=(cost_column, cost_values)))
     err_console.print(counts_line(counts))
     if group.state:
         err_console.print(f"group step: {group.state}")
