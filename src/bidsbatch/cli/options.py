@@ -1,6 +1,7 @@
 """Every option shared by several commands, declared once.
 
-Single options are ``Annotated`` aliases (``RunArg``, ``JsonOpt``…). Groups of
+Single options are ``Annotated`` aliases (``RunArg``, ``JsonOpt``…; declared in
+``args.py``, which imports nothing but typer, for the commands that need no more). Groups of
 options become one typed value through :func:`~bidsbatch.cli.params.extend`:
 
 - :func:`planning_options` — which scans of which dataset (``plan``, ``run``,
@@ -26,31 +27,17 @@ from ..executors.registry import DEFAULT_EXECUTOR
 from ..executors.settings import SettingField
 from ..items.registry import ItemOptions
 from ..storage import S3Options
+from .args import (  # noqa: F401  (declared there, light to import; used from here too)
+    DatasetArg,
+    JsonOpt,
+    OutputArg,
+    PipelineOpt,
+    RequiredPipelineOpt,
+    RunArg,
+    RunDirOpt,
+)
 from .item_options import ITEM_PARAMETERS, item_values
 from .params import extend, parameter
-
-RunArg = Annotated[
-    str | None, typer.Argument(help="Run id or run directory (default: the latest run).")
-]
-#: ``plan``'s and ``run``'s positionals; optional, since item sources need none.
-DatasetArg = Annotated[str | None, typer.Argument(
-    help="BIDS dataset: a folder, file:// or s3:// URI (none with --items/--items-glob; "
-         "with --tiles, the bucket).", show_default=False, metavar="DATASET")]
-OutputArg = Annotated[str | None, typer.Argument(
-    help="Where outputs go: a folder or s3:// URI.", show_default=False, metavar="OUTPUT")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-PipelineOpt = Annotated[
-    str, typer.Option("--pipeline", help="A preset (demo, m2g, fmriprep, mriqc) or a TOML file.")
-]
-#: ``run``'s: no default, so real data never meets the demo app by omission.
-RequiredPipelineOpt = Annotated[
-    str, typer.Option("--pipeline", help="The pipeline to run (required): a preset (demo, m2g, "
-                      "fmriprep, mriqc) or a TOML file.", show_default=False)
-]
-RunDirOpt = Annotated[
-    Path | None, typer.Option("--run-dir", help="Where to keep the run (default: runs home).")
-]
-
 
 # --------------------------------------------------------------------------- planning
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..console import err_console, print_json
-from .options import JsonOpt
+from .args import JsonOpt
 
 
 def register(app: typer.Typer) -> None:

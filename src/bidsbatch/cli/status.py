@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from ..console import err_console, print_json
-from .options import JsonOpt, RunArg
+from .args import JsonOpt, RunArg
 
 
 def register(app: typer.Typer) -> None:
