@@ -24,7 +24,8 @@ WORDS = ["sub-01", "sub-0001_ses-1", "succeeded", "failed", "1m02s", "0.1s", "",
 
 
 def _table(rng: random.Random) -> Table:
-    title = rng.choice([None, "run demo-1a2b · ds · demo", "t", "a long title " * rng.randint(1, 12)])
+    title = rng.choice([None, "run demo-1a2b · ds · demo", "t",
+                        "a long title " * rng.randint(1, 12)])
     table = Table(title=title, title_justify="left")
     for i in range(rng.randint(1, 8)):
         table.add_column(rng.choice(["scan", "state", "attempts", "duration", "job", "é", f"c{i}"]),
