@@ -65,6 +65,12 @@ def test_what_plain_text_leaves_to_rich() -> None:
     emoji = Table("a")
     emoji.add_row("done :thumbs_up:")
     assert plain_text(Console(file=io.StringIO(), width=80), emoji) is None
+    small = Table("a")
+    small.add_row("x")
+    quiet = Console(file=io.StringIO(), width=80, quiet=True)
+    assert plain_text(quiet, small) is None
+    print_table(quiet, small)
+    assert quiet.file.getvalue() == ""  # rich's quiet: nothing at all
     colour = Console(file=io.StringIO(), width=80, force_terminal=True, color_system="standard")
     plain = Table("a")
     plain.add_row("x")

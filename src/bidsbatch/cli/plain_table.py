@@ -86,7 +86,7 @@ def _row(cells: tuple[str, ...], widths: list[int], justify: list[str], left: st
 
 def _plain_console(console: Console) -> bool:
     options = console.options
-    return (console.color_system is None and not console.record
+    return (console.color_system is None and not console.record and not console.quiet
             and getattr(console, "_buffer_index", 1) == 0
             and not options.ascii_only and not options.legacy_windows)
 
