@@ -73,6 +73,42 @@ def profile(ds: Path, work: Path) -> None:
     prof = cProfile.Profile()
     prof.runcall(go)
     pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def phases(ds: Path, work: Path) -> None:
+    """CPU and wall seconds of each step ``bidsbatch plan`` takes, in this process."""
+    import resource
+
+    from bidsbatch.bids import crawl
+    from bidsbatch.cli.reasons import reasons_or_none
+    from bidsbatch.planning import make_plan
+
+    os.environ["BIDSBATCH_HOME"] = str(work / "state-phases")
+    rows = []
+
+    def step(name: str, fn):  # noqa: ANN001, ANN202
+        c, w = time.process_time(), time.perf_counter()
+        value = fn()
+        rows.append((name, time.process_time() - c, time.perf_counter() - w, _rss_mb()))
+        return value
+
+    dataset = step("crawl", lambda: crawl(str(ds)))
+    plan = step("make_plan", lambda: make_plan(dataset, str(work / "out-phases"),
+                                                 pipeline="demo"))
+    step("write", lambda: plan.write(work / "run-phases"))
+    step("reasons", lambda: reasons_or_none(plan, force=False))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("| phase | CPU (s) | wall (s) | RSS after (MB) |\n|---|---:|---:|---:|")
+    for name, cpu, wall, rss in rows:
+        print(f"| {name} | {cpu:.2f} | {wall:.2f} | {rss:.0f} |")
+    print(f"\npeak RSS of this process: {peak:.0f} MB; load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 def main() -> int:
@@ -80,15 +116,24 @@ def main() -> int:
     ap.add_argument("--scans", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--dataset", type=Path, default=None,
+                    help="keep the tiny dataset here (made once, reused by later runs)")
+    ap.add_argument("--phases", action="store_true",
+                    help="time crawl, make_plan, write and reasons in this process")
     ns = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
         work = Path(tmp)
         t = time.perf_counter()
-        ds = make_tiny_dataset(work / "ds", ns.scans)
-        print(f"dataset of {ns.scans} scans written in {time.perf_counter() - t:.1f} s",
-              file=sys.stderr)
+        ds = ns.dataset or work / "ds"
+        if not (ds / "participants.tsv").exists():
+            make_tiny_dataset(ds, ns.scans)
+            print(f"dataset of {ns.scans} scans written in {time.perf_counter() - t:.1f} s",
+                  file=sys.stderr)
         if ns.profile:
             profile(ds, work)
+            return 0
+        if ns.phases:
+            phases(ds, work)
             return 0
         walls, peaks = [], []
         for i in range(ns.repeats):

@@ -1,0 +1,212 @@
+"""A plan's specs made as they are read, not 100,000 of them held at once.
+
+A spec of a plan is a function of its scan and of what the whole plan
+shares (pipeline, output, container...), except for three digests: its
+argv's, its ``participants.tsv`` row's and its config hash. The planner
+computes those once per scan (the run id needs every config hash before any
+spec can be written) and keeps only them; :class:`PlannedSpecs` is the
+sequence ``Plan.specs`` holds, and it makes each :class:`Spec` when it is
+read. The specs it makes are those the one-spec-at-a-time planner made,
+field for field (``tests/test_plan_stream.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+from .bids import Dataset, Scan
+from .commandtemplate import CompiledCommand
+from .containers.settings import ContainerSpec
+from .fingerprint import (
+    ARGV_ENTRY,
+    DESCRIPTION_ENTRY,
+    PIPELINE_ENTRY,
+    ParticipantsTable,
+    digest_of_description,
+    is_descriptive,
+    participants_entry,
+)
+from .pipelines import Pipeline
+from .specs import InputFile, Spec
+from .storage import ObjectInfo, S3Options
+from .storage.transfer import compile_excludes, is_excluded
+
+#: sha256_of's encoding: sorted keys, no spaces, non-ASCII kept.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(data: Any) -> str:
+    """``specs.sha256_of(data)``, without ``json.dumps``' keyword handling each call."""
+    return hashlib.sha256(_ENCODER.encode(data).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ScanDigests:
+    """What a scan's spec needs hashing for, computed once."""
+
+    argv: str
+    participant_row: str | None  # None: the dataset has no participants.tsv
+    config_hash: str
+
+
+class SpecMaker:
+    """Makes the specs of one plan: the parts every scan shares, prepared once."""
+
+    def __init__(self, *, dataset: Dataset, output: str, pipeline: Pipeline, s3: S3Options,
+                 participants: ParticipantsTable | None, container: ContainerSpec) -> None:
+        self.dataset = dataset
+        self.output = output
+        self.pipeline = pipeline
+        self.s3 = s3
+        self.participants = participants
+        self.container = container
+        self.pipeline_hash = pipeline.output_hash()
+        self.description = digest_of_description(dataset.description)
+        self.command = CompiledCommand.compile(pipeline.command)
+        r = pipeline.resources
+        self.constants = {"n_cpus": str(max(1, int(r.vcpus))), "mem_mib": str(r.memory_mib),
+                          "mem_gb": str(max(1, r.memory_mib // 1024))}
+        self.excludes = compile_excludes(pipeline.input_excludes)
+        self.env = dict(sorted(pipeline.env.items()))
+        # The dataset-level files are the same objects in every scan: one InputFile each.
+        self._shared_inputs = {id(o): (o, InputFile.from_object(o))
+                               for o in dataset.dataset_files}
+
+    def argv(self, scan: Scan) -> list[str]:
+        """``pipeline.argv_for(...)`` of the scan."""
+        values = {"participant": scan.participant, "session": scan.session or "",
+                  "scan_id": scan.id, **self.constants}
+        return self.command.render(values)
+
+    def inputs(self, scan: Scan) -> list[InputFile]:
+        shared = self._shared_inputs
+        out = []
+        for f in scan.files:
+            if self.excludes and is_excluded(f.key, self.excludes):
+                continue
+            known = shared.get(id(f))
+            out.append(known[1] if known is not None and known[0] is f else _input(f))
+        return out
+
+    def digests(self, scan: Scan, argv: list[str], inputs: list[InputFile]) -> ScanDigests:
+        argv_digest = sha256_hex(argv)
+        row = None
+        if self.participants is not None:
+            row = sha256_hex(self.participants.rows.get(scan.participant))
+        entries = self.entries(scan, inputs, argv_digest=argv_digest, participant_row=row)
+        return ScanDigests(argv_digest, row, sha256_hex(entries))
+
+    def entries(self, scan: Scan, inputs: list[InputFile], *, argv_digest: str,
+                participant_row: str | None) -> dict[str, str]:
+        """``fingerprint.fingerprint(...)`` of the scan, from its digests."""
+        entries = {PIPELINE_ENTRY: self.pipeline_hash, ARGV_ENTRY: argv_digest}
+        for f in inputs:
+            if not is_descriptive(f.key):
+                entries[f.key] = f"{f.size}:{f.etag or ''}"
+        entries[DESCRIPTION_ENTRY] = self.description
+        if participant_row is not None:
+            entries[participants_entry(scan.participant)] = participant_row
+        return entries
+
+    def spec(self, scan: Scan, digests: ScanDigests, run_id: str, *,
+             argv: list[str] | None = None, inputs: list[InputFile] | None = None) -> Spec:
+        p = self.pipeline
+        argv = self.argv(scan) if argv is None else argv
+        inputs = self.inputs(scan) if inputs is None else inputs
+        expected = [[_fill_output_glob(g, scan) for g in alternatives if _applies(g, scan)]
+                    for alternatives in p.expected_outputs]
+        return Spec(
+            run_id=run_id,
+            scan_id=scan.id,
+            participant=scan.participant,
+            session=scan.session,
+            dataset=self.dataset.uri,
+            output=self.output,
+            pipeline=p.name,
+            image=p.image,
+            argv=argv,
+            inputs=inputs,
+            resources=p.resources,
+            attempts=p.attempts,
+            config_hash=digests.config_hash,
+            env=dict(self.env),  # each spec its own, as before: one changed is not all
+            output_excludes=list(p.output_excludes),
+            expected_outputs=[e for e in expected if e],
+            fingerprint=self.entries(scan, inputs, argv_digest=digests.argv,
+                                     participant_row=digests.participant_row),
+            requester_pays=self.s3.requester_pays,
+            no_sign_request=self.s3.no_sign_request,
+            container=self.container,
+        )
+
+
+def _input(f: ObjectInfo) -> InputFile:
+    return InputFile(f.key, f.size, f.etag)
+
+
+def _applies(glob: str, scan: Scan) -> bool:
+    """A glob naming ``{session}`` says nothing about a sessionless scan."""
+    return scan.session is not None or "{session}" not in glob
+
+
+def _fill_output_glob(glob: str, scan: Scan) -> str:
+    return glob.replace("{participant}", scan.participant).replace("{session}",
+                                                                     scan.session or "")
+
+
+class PlannedSpecs(Sequence[Spec]):
+    """``Plan.specs`` of a BIDS plan: each spec made when read (a new object each time)."""
+
+    def __init__(self, maker: SpecMaker, scans: list[Scan], digests: list[ScanDigests],
+                 run_id: str) -> None:
+        self._maker = maker
+        self._scans = scans
+        self._digests = digests
+        self._run_id = run_id
+
+    @property
+    def scan_ids(self) -> list[str]:
+        return [s.id for s in self._scans]
+
+    def __len__(self) -> int:
+        return len(self._scans)
+
+    @overload
+    def __getitem__(self, index: int) -> Spec: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Spec]: ...
+
+    def __getitem__(self, index: int | slice) -> Spec | list[Spec]:
+        if isinstance(index, slice):
+            return [self._make(i) for i in range(*index.indices(len(self._scans)))]
+        return self._make(range(len(self._scans))[index])
+
+    def _make(self, i: int) -> Spec:
+        return self._maker.spec(self._scans[i], self._digests[i], self._run_id)
+
+    def __iter__(self) -> Iterator[Spec]:
+        maker, run_id = self._maker, self._run_id
+        for scan, digests in zip(self._scans, self._digests, strict=True):
+            yield maker.spec(scan, digests, run_id)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a list's equality, a list's unhashability
+
+    def __repr__(self) -> str:
+        return f"PlannedSpecs({len(self)} specs of run {self._run_id})"
+
+
+def scan_ids_of(specs: Iterable[Spec]) -> list[str]:
+    """The scan ids of ``specs``, without making the specs of a :class:`PlannedSpecs`."""
+    if isinstance(specs, PlannedSpecs):
+        return specs.scan_ids
+    return [s.scan_id for s in specs]
