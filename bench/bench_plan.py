@@ -93,9 +93,11 @@ def phases(ds: Path, work: Path) -> None:
     rows = []
 
     def step(name: str, fn):  # noqa: ANN001, ANN202
-        c, w = time.process_time(), time.perf_counter()
+        r, w = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         value = fn()
-        rows.append((name, time.process_time() - c, time.perf_counter() - w, _rss_mb()))
+        e = resource.getrusage(resource.RUSAGE_SELF)
+        rows.append((name, e.ru_utime - r.ru_utime, e.ru_stime - r.ru_stime,
+                     time.perf_counter() - w, _rss_mb()))
         return value
 
     dataset = step("crawl", lambda: crawl(str(ds)))
@@ -104,9 +106,10 @@ def phases(ds: Path, work: Path) -> None:
     step("write", lambda: plan.write(work / "run-phases"))
     step("reasons", lambda: reasons_or_none(plan, force=False))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("| phase | CPU (s) | wall (s) | RSS after (MB) |\n|---|---:|---:|---:|")
-    for name, cpu, wall, rss in rows:
-        print(f"| {name} | {cpu:.2f} | {wall:.2f} | {rss:.0f} |")
+    print("| phase | CPU user (s) | CPU system (s) | wall (s) | RSS after (MB) |\n"
+          "|---|---:|---:|---:|---:|")
+    for name, user, system, wall, rss in rows:
+        print(f"| {name} | {user:.2f} | {system:.2f} | {wall:.2f} | {rss:.0f} |")
     print(f"\npeak RSS of this process: {peak:.0f} MB; load average "
           f"{os.getloadavg()[0]:.1f}")
 

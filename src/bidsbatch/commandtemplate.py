@@ -25,10 +25,15 @@ def _pieces(item: str) -> tuple[_Piece, ...]:
 
 def _fill(pieces: tuple[_Piece, ...], values: dict[str, str]) -> str:
     # pipelines._fill, step for step: the final unescaping also applies to the values.
-    text = "".join(literal + ("" if name is None else
-                              values[name] if name in values else "{" + name + "}")
-                   for literal, name in pieces)
+    text = "".join([literal + ("" if name is None else
+                               values[name] if name in values else "{" + name + "}")
+                    for literal, name in pieces])
     return text.replace("{{", "{").replace("}}", "}")
+
+
+def _constant(pieces: tuple[_Piece, ...]) -> str | None:
+    """The text of a part without placeholders (the same for every scan), else None."""
+    return _fill(pieces, {}) if all(name is None for _l, name in pieces) else None
 
 
 @dataclass(frozen=True)
@@ -41,28 +46,32 @@ class _Optional:
 
 @dataclass(frozen=True)
 class CompiledCommand:
-    parts: tuple[tuple[_Piece, ...] | _Optional, ...]
+    parts: tuple[str | tuple[_Piece, ...] | _Optional, ...]
 
     @classmethod
     def compile(cls, template: Template) -> CompiledCommand:
-        parts: list[tuple[_Piece, ...] | _Optional] = []
+        parts: list[str | tuple[_Piece, ...] | _Optional] = []
         for part in template:
             if isinstance(part, list):
                 items = tuple(_pieces(item) for item in part)
                 names = frozenset(n for pieces in items for _l, n in pieces if n is not None)
                 parts.append(_Optional(names - RUNTIME_PLACEHOLDERS, items))
             else:
-                parts.append(_pieces(part))
+                pieces = _pieces(part)
+                constant = _constant(pieces)
+                parts.append(pieces if constant is None else constant)
         return cls(tuple(parts))
 
     def render(self, values: dict[str, str]) -> list[str]:
         """``render_template(template, values)``."""
         out: list[str] = []
         for part in self.parts:
-            if isinstance(part, _Optional):
+            if type(part) is str:
+                out.append(part)
+            elif isinstance(part, _Optional):
                 if any(not values.get(n) for n in part.names):
                     continue
                 out.extend(_fill(pieces, values) for pieces in part.items)
             else:
-                out.append(_fill(part, values))
+                out.append(_fill(part, values))  # type: ignore[arg-type]
         return out

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .specs import Spec
+from .specstream import PlannedSpecs
 from .spectext import SpecTextWriter
 from .storage import atomic_write
 
@@ -25,10 +26,14 @@ _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 def write_specs(specs_dir: Path, specs: Iterable[Spec]) -> None:
     """Write each spec's ``to_json()`` to ``specs_dir/<scan id>.json``. Raises OSError."""
-    writer = SpecTextWriter()
+    if isinstance(specs, PlannedSpecs):
+        texts: Iterable[tuple[str, str]] = specs.texts()
+    else:
+        writer = SpecTextWriter()
+        texts = ((spec.scan_id, writer.text(spec)) for spec in specs)
     folder = os.fspath(specs_dir) + os.sep
-    for spec in specs:
-        write_if_changed(folder + spec.scan_id + ".json", writer.text(spec).encode("utf-8"))
+    for scan_id, text in texts:
+        write_if_changed(folder + scan_id + ".json", text.encode("utf-8"))
 
 
 def write_if_changed(path: str, data: bytes) -> None:

@@ -12,6 +12,7 @@ field for field (``tests/test_plan_stream.py``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from .bids import Dataset, Scan
+from .canonical import _Unusual
 from .commandtemplate import CompiledCommand
 from .containers.settings import ContainerSpec
 from .fingerprint import (
@@ -32,6 +34,7 @@ from .fingerprint import (
 )
 from .pipelines import Pipeline
 from .specs import InputFile, Spec
+from .spectext import PlanTemplate, SpecTextWriter
 from .storage import ObjectInfo, S3Options
 from .storage.transfer import compile_excludes, is_excluded
 
@@ -92,6 +95,46 @@ class SpecMaker:
             out.append(known[1] if known is not None and known[0] is f else _input(f))
         return out
 
+    def expected_outputs(self, scan: Scan) -> list[list[str]]:
+        expected = [[_fill_output_glob(g, scan) for g in alternatives if _applies(g, scan)]
+                    for alternatives in self.pipeline.expected_outputs]
+        return [e for e in expected if e]
+
+    def texts(self, scans: list[Scan], digests: list[ScanDigests], run_id: str
+              ) -> Iterator[tuple[str, str]]:
+        """Each scan's id and its spec's ``to_json()`` text, most without making the Spec."""
+        if not scans:
+            return
+        probe = self.spec(scans[0], digests[0], run_id)
+        template: PlanTemplate | None = None
+        with contextlib.suppress(_Unusual):
+            template = PlanTemplate(probe, self.dataset.dataset_files)
+            if self._text(template, scans[0], digests[0]) != probe.to_json():
+                template = None  # a shape the template does not know: spec by spec
+        if template is None:
+            writer = SpecTextWriter()
+            for scan, d in zip(scans, digests, strict=True):
+                yield scan.id, writer.text(self.spec(scan, d, run_id))
+            return
+        for scan, d in zip(scans, digests, strict=True):
+            try:
+                text = self._text(template, scan, d)
+            except _Unusual:
+                text = self.spec(scan, d, run_id).to_json()
+            yield scan.id, text
+
+    def _text(self, template: PlanTemplate, scan: Scan, d: ScanDigests) -> str:
+        # The listing's objects as they are: the text reads key, size and etag alone.
+        inputs = [f for f in scan.files if not is_excluded(f.key, self.excludes)] \
+            if self.excludes else scan.files
+        return template.text(
+            argv=self.argv(scan), config_hash=d.config_hash,
+            expected_outputs=self.expected_outputs(scan),
+            fingerprint=self.entries(scan, inputs, argv_digest=d.argv,
+                                     participant_row=d.participant_row),
+            inputs=inputs, participant=scan.participant, scan_id=scan.id,
+            session=scan.session)
+
     def digests(self, scan: Scan, argv: list[str], inputs: list[InputFile]) -> ScanDigests:
         argv_digest = sha256_hex(argv)
         row = None
@@ -100,7 +143,7 @@ class SpecMaker:
         entries = self.entries(scan, inputs, argv_digest=argv_digest, participant_row=row)
         return ScanDigests(argv_digest, row, sha256_hex(entries))
 
-    def entries(self, scan: Scan, inputs: list[InputFile], *, argv_digest: str,
+    def entries(self, scan: Scan, inputs: Iterable[InputFile | ObjectInfo], *, argv_digest: str,
                 participant_row: str | None) -> dict[str, str]:
         """``fingerprint.fingerprint(...)`` of the scan, from its digests."""
         entries = {PIPELINE_ENTRY: self.pipeline_hash, ARGV_ENTRY: argv_digest}
@@ -117,8 +160,6 @@ class SpecMaker:
         p = self.pipeline
         argv = self.argv(scan) if argv is None else argv
         inputs = self.inputs(scan) if inputs is None else inputs
-        expected = [[_fill_output_glob(g, scan) for g in alternatives if _applies(g, scan)]
-                    for alternatives in p.expected_outputs]
         return Spec(
             run_id=run_id,
             scan_id=scan.id,
@@ -135,7 +176,7 @@ class SpecMaker:
             config_hash=digests.config_hash,
             env=dict(self.env),  # each spec its own, as before: one changed is not all
             output_excludes=list(p.output_excludes),
-            expected_outputs=[e for e in expected if e],
+            expected_outputs=self.expected_outputs(scan),
             fingerprint=self.entries(scan, inputs, argv_digest=digests.argv,
                                      participant_row=digests.participant_row),
             requester_pays=self.s3.requester_pays,
@@ -188,6 +229,10 @@ class PlannedSpecs(Sequence[Spec]):
 
     def _make(self, i: int) -> Spec:
         return self._maker.spec(self._scans[i], self._digests[i], self._run_id)
+
+    def texts(self) -> Iterator[tuple[str, str]]:
+        """Each spec's scan id and ``to_json()`` text, in order (what ``Plan.write`` writes)."""
+        return self._maker.texts(self._scans, self._digests, self._run_id)
 
     def __iter__(self) -> Iterator[Spec]:
         maker, run_id = self._maker, self._run_id

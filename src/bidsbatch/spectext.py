@@ -13,11 +13,16 @@ unusual goes to :func:`bidsbatch.canonical.canonical_text` whole
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from json.encoder import encode_basestring  # C-accelerated (ensure_ascii=False)
 from typing import Any
 
 from .canonical import _emit, _Unusual, canonical_text
 from .specs import InputFile, Spec
+from .storage import ObjectInfo
+
+#: What an input's text is written from: the same three fields (key, size, etag).
+_File = InputFile | ObjectInfo
 
 _FIELD_NL = "\n  "  # a spec's fields sit at depth 1: their values' newlines indent by this
 
@@ -93,7 +98,7 @@ def _value_text(value: Any) -> str:
     return "".join(out)
 
 
-def _input_text(f: InputFile) -> str | None:
+def _input_text(f: _File) -> str | None:
     """One input at depth 2 (``{"etag": …, "key": …, "size": …}``); None: not the usual."""
     etag, key, size = f.etag, f.key, f.size
     if type(key) is not str or type(size) is not int:
@@ -106,3 +111,91 @@ def _input_text(f: InputFile) -> str | None:
         return None
     return ('{\n      "etag": ' + etag_text + ',\n      "key": ' + encode_basestring(key)
             + ',\n      "size": ' + int.__repr__(size) + "\n    }")
+
+
+#: The fields of a BIDS plan's specs that differ from scan to scan (the rest are the plan's).
+PER_SCAN = ("argv", "config_hash", "expected_outputs", "fingerprint", "inputs", "participant",
+            "scan_id", "session")
+
+
+class PlanTemplate:
+    """The text of a plan's specs, its shared fields written once: fill in the per-scan ones.
+
+    Made from one spec of the plan (``probe``); :meth:`text` joins the shared text
+    with the per-scan fields' text. Raises :class:`_Unusual` when a shared field is
+    not for the fast path (the caller writes spec by spec then).
+    """
+
+    def __init__(self, probe: Spec, shared_inputs: Iterable[_File]) -> None:
+        pieces: list[str] = []
+        fields: list[str] = []
+        current = "{"
+        first = True
+        for name in _names(probe):
+            value = getattr(probe, name)
+            if value is None and name in Spec.OMIT_WHEN_NONE:
+                continue
+            current += ("\n  " if first else ",\n  ") + encode_basestring(name) + ": "
+            first = False
+            if name in PER_SCAN:
+                pieces.append(current)
+                fields.append(name)
+                current = ""
+            else:
+                current += _value_text(value)
+        pieces.append(current + "\n}\n")
+        if fields != list(PER_SCAN):
+            raise _Unusual
+        self._pieces = pieces
+        self._inputs = {id(f): (f, _input_text(f)) for f in shared_inputs}
+
+    def inputs_text(self, inputs: Sequence[_File]) -> str:
+        if not inputs:
+            return "[]"
+        texts = []
+        known = self._inputs
+        for f in inputs:
+            hit = known.get(id(f))
+            text = hit[1] if hit is not None and hit[0] is f else _input_text(f)
+            if text is None:
+                raise _Unusual
+            texts.append(text)
+        return "[\n    " + ",\n    ".join(texts) + "\n  ]"
+
+    def text(self, *, argv: list[str], config_hash: str, expected_outputs: list[list[str]],
+             fingerprint: dict[str, str], inputs: Sequence[_File], participant: str,
+             scan_id: str, session: str | None) -> str:
+        """One spec's text (raises :class:`_Unusual` for a value off the fast path)."""
+        p = self._pieces
+        return "".join((
+            p[0], _value_text(argv),
+            p[1], _str_text(config_hash),
+            p[2], _nested_text(expected_outputs),
+            p[3], _value_text(fingerprint),
+            p[4], self.inputs_text(inputs),
+            p[5], _str_text(participant),
+            p[6], _str_text(scan_id),
+            p[7], "null" if session is None else _str_text(session),
+            p[8],
+        ))
+
+
+def _str_text(value: str) -> str:
+    if type(value) is not str:
+        raise _Unusual
+    return encode_basestring(value)
+
+
+def _nested_text(value: list[list[str]]) -> str:
+    """A list of lists of strings at depth 1 (expected outputs)."""
+    if type(value) is not list:
+        raise _Unusual
+    if not value:
+        return "[]"
+    parts = []
+    for inner in value:
+        if type(inner) is not list or not all(type(v) is str for v in inner):
+            raise _Unusual
+        parts.append("[\n      " + ",\n      ".join(map(encode_basestring, inner)) + "\n    ]"
+                     if inner else "[]")
+    return "[\n    " + ",\n    ".join(parts) + "\n  ]"
