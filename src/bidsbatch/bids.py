@@ -44,7 +44,7 @@ INHERITABLE_EXTENSIONS = {".json", ".tsv", ".bval", ".bvec"}
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scan:
     """One unit of work: a participant, or a participant × session."""
 
@@ -328,7 +328,7 @@ class _Crawler:
             return False
         if key == ".bidsignore":
             return True
-        return not any(p.startswith(".") for p in key.split("/"))
+        return not key.startswith(".") and "/." not in key  # no segment is hidden
 
     def _leaves_dataset(self, key: str) -> str | None:
         """Why a local key is refused for where its symlinks lead, or None."""

@@ -22,7 +22,7 @@ from .selection import Selection
 from .specfiles import write_if_changed, write_specs
 from .specs import InputFile, RunInfo, Spec
 from .specstream import _ENCODER as _ENC
-from .specstream import PlannedSpecs, ScanDigests, SpecMaker, scan_ids_of, sha256_hex
+from .specstream import DigestTable, PlannedSpecs, SpecMaker, scan_ids_of, sha256_hex
 from .storage import S3Options, open_location
 
 
@@ -123,14 +123,14 @@ def make_plan(
         )
     participants = _participants(dataset, s3)
     maker = SpecMaker(dataset=dataset, output=out_uri, pipeline=pipeline, s3=s3,
-                      participants=participants, container=container)
+                      container=container)
     # The run id covers every scan's config hash: the digests first, the specs when read.
-    digests: list[ScanDigests] = []
+    digests = DigestTable(with_rows=participants is not None)
 
     def rows() -> Iterator[tuple[str, str, str]]:
         for scan in runnable:
             inputs = maker.inputs(scan)
-            d = maker.digests(scan, maker.argv(scan), inputs)
+            d = maker.digests(scan, maker.argv(scan), inputs, participants)
             digests.append(d)
             yield scan.id, d.config_hash, _inputs_digest(inputs)
 
