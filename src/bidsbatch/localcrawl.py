@@ -31,6 +31,7 @@ class LocalListing:
         self.check_links = check_links
         #: Keys whose real path is outside the dataset folder (only when ``check_links``).
         self.leaving: set[str] = set()
+        self._links: set[str] | None = None
 
     def list_prefixes(self, prefixes: list[str],
                       progress: Callable[[int, int], None] | None = None,
@@ -46,20 +47,31 @@ class LocalListing:
         return out
 
     def list_tree(self, prefix: str) -> list[ObjectInfo]:
-        """What ``LocalLocation.list(prefix, delimiter=None).objects`` lists."""
-        base = os.path.join(self.root, prefix) if prefix else self.root
-        if not os.path.isdir(base):
-            return []
+        """What ``LocalLocation.list(prefix, delimiter=None).objects`` lists.
+
+        A prefix that is no folder lists nothing (``_walk`` finds no entries).
+        """
+        base = (os.path.join(self.root, prefix) if prefix else self.root).rstrip("/")
         real: str | None = None
         if self.check_links:
             name = prefix.rstrip("/")
-            if name and "/" not in name and not os.path.islink(base.rstrip("/")):
+            if name and "/" not in name and name not in self._top_links():
                 real = self.real_root + os.sep + name  # realpath's answer, without its lstats
             else:
                 real = os.path.realpath(base)
         objects: list[ObjectInfo] = []
-        self._walk(base.rstrip("/"), prefix, real, objects)
+        self._walk(base, prefix, real, objects)
         return objects
+
+    def _top_links(self) -> set[str]:
+        """The names at the root that are symlinks: one listing, not an lstat a subject."""
+        if self._links is None:
+            try:
+                with os.scandir(self.root) as it:
+                    self._links = {e.name for e in it if e.is_symlink()}
+            except OSError:
+                self._links = set()
+        return self._links
 
     def _walk(self, path: str, rel: str, real: str | None, objects: list[ObjectInfo]) -> None:
         try:
