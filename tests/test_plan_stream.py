@@ -97,6 +97,9 @@ def check_against_the_plain_way(dataset: Path, name: str, tmp_path: Path) -> Non
     specs = list(plan.specs)
     assert len(specs) == len(plan.specs) > 3
     assert [s.scan_id for s in specs] == plan.info.scans
+    # The summary `plan` prints, without making the specs: what they sum to.
+    assert plan.input_bytes == sum(s.input_bytes for s in specs)
+    assert plan.participant_count == len({s.participant for s in specs})
     table = dataset / "participants.tsv"
     participants = ParticipantsTable.parse(table.read_text()) if table.exists() else None
     scans = {s.id: s for s in ds.scans}

@@ -43,6 +43,20 @@ class Plan:
     def run_id(self) -> str:
         return self.info.run_id
 
+    @property
+    def input_bytes(self) -> int:
+        """The bytes of every scan's inputs (without making the specs of a large plan)."""
+        if isinstance(self.specs, PlannedSpecs):
+            return self.specs.input_bytes
+        return sum(s.input_bytes for s in self.specs)
+
+    @property
+    def participant_count(self) -> int:
+        """How many participants the specs are of."""
+        if isinstance(self.specs, PlannedSpecs):
+            return len({scan.participant for scan in self.specs.scans})
+        return len({s.participant for s in self.specs})
+
     def write(self, run_dir: Path | str | None = None) -> RunDir:
         """Write ``run.json`` and ``specs/`` into ``run_dir`` (default: the runs home).
 

@@ -249,6 +249,17 @@ class PlannedSpecs(Sequence[Spec]):
     def scan_ids(self) -> list[str]:
         return [s.id for s in self._scans]
 
+    @property
+    def scans(self) -> list[Scan]:
+        return list(self._scans)
+
+    @property
+    def input_bytes(self) -> int:
+        """``sum(s.input_bytes for s in self)``, without making the specs."""
+        excludes = self._maker.excludes
+        return sum(f.size for scan in self._scans for f in scan.files
+                   if not excludes or not is_excluded(f.key, excludes))
+
     def __len__(self) -> int:
         return len(self._scans)
 
