@@ -220,3 +220,14 @@ def test_specs_are_made_when_read(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(IndexError):
         plan.specs[len(plan.specs)]
     assert os.fspath(tmp_path)  # the run was never written: nothing to clean
+
+
+def test_row_digests_are_those_of_the_parsed_table() -> None:
+    from bidsbatch.specstream import RowDigests
+
+    text = ("participant_id\tage\tsex\nsub-01\t3\tF\n02\t4\n\t5\nsub-01\t9\tM\n"
+            "sub-03\t\t\textra\nsub-\u00e904\t1\tF\n")
+    table = ParticipantsTable.parse(text)
+    digests = RowDigests(text)
+    for label in ["01", "02", "03", "\u00e904", "04", ""]:
+        assert digests.hex(label) == sha256_of(table.rows.get(label)), label

@@ -11,7 +11,6 @@ from . import __version__
 from .bids import Dataset, crawl
 from .containers.settings import ContainerSpec
 from .errors import DatasetError, UsageError
-from .fingerprint import ParticipantsTable
 from .pipelines import Pipeline, check_no_credentials, load_pipeline
 from .runlist import remember
 from .runmarker import claim_run_dir, previous_scans
@@ -22,7 +21,7 @@ from .selection import Selection
 from .specfiles import write_if_changed, write_specs
 from .specs import InputFile, RunInfo, Spec
 from .specstream import _ENCODER as _ENC
-from .specstream import DigestTable, PlannedSpecs, SpecMaker, scan_ids_of, sha256_hex
+from .specstream import DigestTable, PlannedSpecs, RowDigests, SpecMaker, scan_ids_of, sha256_hex
 from .storage import S3Options, open_location
 
 
@@ -169,7 +168,7 @@ def make_plan(
     return Plan(info=info, specs=specs, dataset=dataset, pipeline=pipeline)
 
 
-def _participants(dataset: Dataset, s3: S3Options) -> ParticipantsTable | None:
+def _participants(dataset: Dataset, s3: S3Options) -> RowDigests | None:
     """``participants.tsv``, read once: each scan's hash covers its own row."""
     if not any(f.key == "participants.tsv" for f in dataset.dataset_files):
         return None
@@ -178,7 +177,7 @@ def _participants(dataset: Dataset, s3: S3Options) -> ParticipantsTable | None:
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{dataset.uri}: participants.tsv is not UTF-8 text ({exc})",
                            hint="save it as UTF-8 (see the BIDS spec)") from None
-    return ParticipantsTable.parse(text)
+    return RowDigests(text)
 
 
 def _run_id(pipeline: Pipeline, dataset: str, output: str, selection: Selection,
