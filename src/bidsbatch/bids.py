@@ -25,6 +25,7 @@ import pathspec
 
 from .bidsnames import BidsName, is_valid_label, name_validator, parse_name
 from .errors import DatasetError, StorageError
+from .localcrawl import LEAVES, LocalListing
 from .safety import decode_utf8
 from .storage import (
     LocalLocation,
@@ -43,7 +44,7 @@ INHERITABLE_EXTENSIONS = {".json", ".tsv", ".bval", ".bvec"}
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scan:
     """One unit of work: a participant, or a participant × session."""
 
@@ -128,6 +129,8 @@ class _Crawler:
         self._real_root: str | None = None
         if isinstance(location, LocalLocation):
             self._real_root = os.path.realpath(location.root)
+        #: A local dataset's subjects, listed in one pass (localcrawl.py).
+        self._local: LocalListing | None = None
 
     # -- the steps
 
@@ -240,6 +243,10 @@ class _Crawler:
         key-range listings instead of one per subject (bench/RESULTS.md).
         """
         prefixes = {f"sub-{s}/": s for s in subjects}
+        if type(self.loc) is LocalLocation:
+            self._local = LocalListing(str(self.loc.root), check_links=not self.follow_symlinks)
+            listed = self._local.list_prefixes(list(prefixes), progress=self.progress)
+            return {prefixes[p]: objects for p, objects in listed.items()}
         listed = self.loc.list_prefixes(list(prefixes), max_workers=self.max_workers,
                                         progress=self.progress)
         return {prefixes[p]: objects for p, objects in listed.items()}
@@ -321,16 +328,18 @@ class _Crawler:
             return False
         if key == ".bidsignore":
             return True
-        return not any(p.startswith(".") for p in key.split("/"))
+        return not key.startswith(".") and "/." not in key  # no segment is hidden
 
     def _leaves_dataset(self, key: str) -> str | None:
         """Why a local key is refused for where its symlinks lead, or None."""
         if self._real_root is None or self.follow_symlinks:
             return None
+        if self._local is not None and "/" in key:  # a subject's: its listing knows
+            return LEAVES if key in self._local.leaving else None
         real = os.path.realpath(os.path.join(self._real_root, key))
         if real == self._real_root or real.startswith(self._real_root + os.sep):
             return None
-        return "symlink out of the dataset (--follow-symlinks to allow)"
+        return LEAVES
 
     def _ignored(self, path: str) -> bool:
         return self.ignore is not None and self.ignore.match_file(path)

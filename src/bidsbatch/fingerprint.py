@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,14 +56,20 @@ class ParticipantsTable:
 
     @classmethod
     def parse(cls, text: str) -> ParticipantsTable:
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t")
         rows: dict[str, dict[str, str]] = {}
-        for row in reader:
-            pid = (row.get("participant_id") or "").strip()
-            if pid:
-                label = pid[4:] if pid.startswith("sub-") else pid
-                rows[label] = {str(k): (v or "") for k, v in row.items() if k is not None}
+        for label, row in participant_rows(text):
+            rows[label] = row
         return cls(rows=rows)
+
+
+def participant_rows(text: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """Each row of ``participants.tsv`` with its label (a label again: the later row wins)."""
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t")
+    for row in reader:
+        pid = (row.get("participant_id") or "").strip()
+        if pid:
+            label = pid[4:] if pid.startswith("sub-") else pid
+            yield label, {str(k): (v or "") for k, v in row.items() if k is not None}
 
 
 def fingerprint(

@@ -9,7 +9,7 @@ read this one fact; the ledger is only a record.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -102,13 +102,16 @@ def done_scans(output: Location, specs: Iterable[Spec], *, max_workers: int = 16
     One listing of the marker folder, then the markers that exist are read in
     parallel (a marker is small; one GET each).
     """
-    specs = list(specs)
+    from .specstream import scan_ids_of
+
+    specs = specs if isinstance(specs, Sequence) else list(specs)
     present = {
         o.key[len(DONE_PREFIX):-len(".json")]
         for o in output.list(DONE_PREFIX, delimiter="/").objects
         if o.key.endswith(".json")
     }
-    candidates = [s for s in specs if s.scan_id in present]
+    # Only these specs are made (a plan's are made when read).
+    candidates = [specs[i] for i, sid in enumerate(scan_ids_of(specs)) if sid in present]
     if not candidates:
         return set()
 

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .bids import Dataset, Scan, crawl
+from .bids import Dataset, crawl
 from .containers.settings import ContainerSpec
 from .errors import DatasetError, UsageError
-from .fingerprint import ParticipantsTable, config_hash, digest_of_description, fingerprint
 from .pipelines import Pipeline, check_no_credentials, load_pipeline
 from .runlist import remember
 from .runmarker import claim_run_dir, previous_scans
 from .runs import RunDir, runs_root
 from .safety import check_output_apart, check_run_dir_apart, check_s3_options
-from .scan_inputs import missing_required, without_excluded
+from .scan_inputs import missing_required
 from .selection import Selection
-from .specs import InputFile, RunInfo, Spec, sha256_of
-from .storage import S3Options, atomic_write, open_location
+from .specfiles import write_if_changed, write_specs
+from .specs import InputFile, RunInfo, Spec
+from .specstream import _ENCODER as _ENC
+from .specstream import DigestTable, PlannedSpecs, RowDigests, SpecMaker, scan_ids_of, sha256_hex
+from .storage import S3Options, open_location
 
 
 @dataclass
@@ -27,7 +30,9 @@ class Plan:
     """A planned run: ``run.json`` and the specs, not yet written."""
 
     info: RunInfo
-    specs: list[Spec]
+    #: One spec per scan, in order. A plan of :func:`make_plan` makes each when it is read
+    #: (:class:`~bidsbatch.specstream.PlannedSpecs`): 100,000 are never held at once.
+    specs: Sequence[Spec]
     dataset: Dataset
     pipeline: Pipeline
     #: Where this plan was last written: writing it there again is a no-op.
@@ -36,6 +41,20 @@ class Plan:
     @property
     def run_id(self) -> str:
         return self.info.run_id
+
+    @property
+    def input_bytes(self) -> int:
+        """The bytes of every scan's inputs (without making the specs of a large plan)."""
+        if isinstance(self.specs, PlannedSpecs):
+            return self.specs.input_bytes
+        return sum(s.input_bytes for s in self.specs)
+
+    @property
+    def participant_count(self) -> int:
+        """How many participants the specs are of."""
+        if isinstance(self.specs, PlannedSpecs):
+            return len({scan.participant for scan in self.specs.scans})
+        return len({s.participant for s in self.specs})
 
     def write(self, run_dir: Path | str | None = None) -> RunDir:
         """Write ``run.json`` and ``specs/`` into ``run_dir`` (default: the runs home).
@@ -53,13 +72,12 @@ class Plan:
             check_run_dir_apart(run.path, self.info.dataset)
         claim_run_dir(run.path)  # a folder of the user's own is refused, never cleaned
         # Stale specs are those the previous run.json listed: only files bidsbatch wrote.
-        stale = previous_scans(run.path) - {s.scan_id for s in self.specs}
+        stale = previous_scans(run.path) - set(scan_ids_of(self.specs))
         try:
             run.specs_dir.mkdir(exist_ok=True)
             run.logs_dir.mkdir(exist_ok=True)
-            _write_if_changed(run.run_json, self.info.to_json())
-            for spec in self.specs:
-                _write_if_changed(run.spec_path(spec.scan_id), spec.to_json())
+            write_if_changed(str(run.run_json), self.info.to_json().encode("utf-8"))
+            write_specs(run.specs_dir, self.specs)  # made, written and let go one by one
             for scan_id in stale:
                 run.spec_path(scan_id).unlink(missing_ok=True)
         except OSError as exc:
@@ -68,24 +86,6 @@ class Plan:
         remember(run)  # for `bidsbatch runs`; the latest-run pointer moves when a run starts
         self._written = run
         return run
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    data = text.encode("utf-8")
-    try:
-        # A new file is written in place (no temporary name and rename: a third of the
-        # system calls of 100,000 specs). Exclusive creation: an existing one, even one
-        # appearing meanwhile, goes the atomic way below. A plan cut off mid-file leaves
-        # a spec that differs from its content, which the next plan replaces.
-        with open(path, "xb") as fh:
-            fh.write(data)
-        return
-    except FileExistsError:
-        pass
-    with contextlib.suppress(OSError):
-        if path.read_bytes() == data:
-            return
-    atomic_write(path, text)
 
 
 def make_plan(
@@ -135,13 +135,20 @@ def make_plan(
             "([inputs] require of the pipeline)",
         )
     participants = _participants(dataset, s3)
-    shared = _Shared(pipeline_hash=pipeline.output_hash(),
-                     description=digest_of_description(dataset.description))
-    specs_wo_run = [_spec(scan, dataset, out_uri, pipeline, s3, participants, container,
-                          shared=shared)
-                    for scan in runnable]
-    run_id = _run_id(pipeline, ds_uri, out_uri, selection, s3, specs_wo_run)
-    specs = [_with_run_id(s, run_id) for s in specs_wo_run]
+    maker = SpecMaker(dataset=dataset, output=out_uri, pipeline=pipeline, s3=s3,
+                      container=container)
+    # The run id covers every scan's config hash: the digests first, the specs when read.
+    digests = DigestTable(with_rows=participants is not None)
+
+    def rows() -> Iterator[tuple[str, str, str]]:
+        for scan in runnable:
+            inputs = maker.inputs(scan)
+            d = maker.digests(scan, maker.argv(scan), inputs, participants)
+            digests.append(d)
+            yield scan.id, d.config_hash, _inputs_digest(inputs)
+
+    run_id = _run_id_of(pipeline, ds_uri, out_uri, selection, s3, rows())
+    specs = PlannedSpecs(maker, runnable, digests, run_id)
     info = RunInfo(
         run_id=run_id,
         dataset=ds_uri,
@@ -150,7 +157,7 @@ def make_plan(
         pipeline=pipeline,
         pipeline_source=pipeline.source,
         selection=selection.to_dict(),
-        scans=[s.scan_id for s in specs],
+        scans=specs.scan_ids,
         bidsbatch_version=__version__,
         requester_pays=s3.requester_pays,
         no_sign_request=s3.no_sign_request,
@@ -161,7 +168,7 @@ def make_plan(
     return Plan(info=info, specs=specs, dataset=dataset, pipeline=pipeline)
 
 
-def _participants(dataset: Dataset, s3: S3Options) -> ParticipantsTable | None:
+def _participants(dataset: Dataset, s3: S3Options) -> RowDigests | None:
     """``participants.tsv``, read once: each scan's hash covers its own row."""
     if not any(f.key == "participants.tsv" for f in dataset.dataset_files):
         return None
@@ -170,86 +177,38 @@ def _participants(dataset: Dataset, s3: S3Options) -> ParticipantsTable | None:
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{dataset.uri}: participants.tsv is not UTF-8 text ({exc})",
                            hint="save it as UTF-8 (see the BIDS spec)") from None
-    return ParticipantsTable.parse(text)
-
-
-@dataclass(frozen=True)
-class _Shared:
-    """What every scan's spec of a plan shares, computed once (not 100,000 times)."""
-
-    pipeline_hash: str
-    description: str  # the digest of what apps read of dataset_description.json
-
-
-def _spec(scan: Scan, dataset: Dataset, output: str, pipeline: Pipeline,
-          s3: S3Options, participants: ParticipantsTable | None,
-          container: ContainerSpec, *, shared: _Shared) -> Spec:
-    argv = pipeline.argv_for(participant=scan.participant, session=scan.session,
-                             scan_id=scan.id)
-    inputs = [InputFile.from_object(f)
-              for f in without_excluded(scan.files, pipeline.input_excludes)]
-    entries = fingerprint(
-        pipeline_hash=shared.pipeline_hash, argv=argv, participant=scan.participant,
-        inputs=inputs, description=dataset.description, participants=participants,
-        description_digest=shared.description,
-    )
-    expected = [[_fill_output_glob(g, scan) for g in alternatives if _applies(g, scan)]
-                for alternatives in pipeline.expected_outputs]
-    r = pipeline.resources
-    return Spec(
-        run_id="",
-        scan_id=scan.id,
-        participant=scan.participant,
-        session=scan.session,
-        dataset=dataset.uri,
-        output=output,
-        pipeline=pipeline.name,
-        image=pipeline.image,
-        argv=argv,
-        inputs=inputs,
-        resources=r,
-        attempts=pipeline.attempts,
-        config_hash=config_hash(entries),
-        env=dict(sorted(pipeline.env.items())),
-        output_excludes=list(pipeline.output_excludes),
-        expected_outputs=[e for e in expected if e],
-        fingerprint=entries,
-        requester_pays=s3.requester_pays,
-        no_sign_request=s3.no_sign_request,
-        container=container,
-    )
-
-
-def _applies(glob: str, scan: Scan) -> bool:
-    """A glob naming ``{session}`` says nothing about a sessionless scan."""
-    return scan.session is not None or "{session}" not in glob
-
-
-def _fill_output_glob(glob: str, scan: Scan) -> str:
-    return glob.replace("{participant}", scan.participant).replace("{session}",
-                                                                     scan.session or "")
-
-
-def _with_run_id(spec: Spec, run_id: str) -> Spec:
-    from dataclasses import replace
-
-    return replace(spec, run_id=run_id)
+    return RowDigests(text)
 
 
 def _run_id(pipeline: Pipeline, dataset: str, output: str, selection: Selection,
-            s3: S3Options, specs: list[Spec]) -> str:
+            s3: S3Options, specs: Iterable[Spec]) -> str:
     """Derived from the plan's content: the same plan is the same run."""
-    digest = sha256_of({
-        "pipeline": pipeline.to_dict(),
-        "dataset": dataset,
-        "output": output,
-        "selection": selection.to_dict(),
-        "s3": [s3.requester_pays, s3.no_sign_request],
-        # Every input, descriptive ones too: a plan whose specs differ is another run
-        # (the scans' own config hashes, and so their markers, need not change).
-        "scans": [[s.scan_id, s.config_hash, sha256_of([[f.key, f.size, f.etag]
-                                                         for f in s.inputs])]
-                  for s in specs],
-    })
+    return _run_id_of(pipeline, dataset, output, selection, s3,
+                      ((s.scan_id, s.config_hash, _inputs_digest(s.inputs)) for s in specs))
+
+
+def _inputs_digest(inputs: list[InputFile]) -> str:
+    return sha256_hex([[f.key, f.size, f.etag] for f in inputs])
+
+
+def _run_id_of(pipeline: Pipeline, dataset: str, output: str, selection: Selection,
+               s3: S3Options, scans: Iterable[tuple[str, str, str]]) -> str:
+    """The run id from each scan's (id, config hash, inputs digest), in order.
+
+    The digest is ``sha256_of`` of one object, fed to the hash piece by piece (its
+    keys in sorted order) rather than built whole: 100,000 scans' rows are not held.
+    """
+    h = hashlib.sha256()
+    for key, value in (("dataset", dataset), ("output", output),
+                       ("pipeline", pipeline.to_dict())):
+        h.update(f'{"{" if key == "dataset" else ","}"{key}":{_ENC.encode(value)}'.encode())
+    h.update(f',"s3":{_ENC.encode([s3.requester_pays, s3.no_sign_request])},"scans":['
+             .encode())
+    # Every input, descriptive ones too: a plan whose specs differ is another run
+    # (the scans' own config hashes, and so their markers, need not change).
+    for i, row in enumerate(scans):
+        h.update(("," if i else "").encode() + _ENC.encode(list(row)).encode())
+    h.update(f'],"selection":{_ENC.encode(selection.to_dict())}}}'.encode())
+    digest = h.hexdigest()
     safe_name = "".join(c if c.isalnum() or c in "-_" else "-" for c in pipeline.name)
     return f"{safe_name}-{digest[:10]}"

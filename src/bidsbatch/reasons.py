@@ -8,7 +8,7 @@ fingerprint of what was done then, so the entries that changed can be named:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -16,6 +16,7 @@ from enum import Enum
 from .fingerprint import ARGV_ENTRY, PIPELINE_ENTRY, changed_entries
 from .markers import DONE_PREFIX, FAILED_PREFIX, Marker, is_done, marker_key
 from .specs import Spec
+from .specstream import scan_ids_of
 from .storage import Location
 
 
@@ -50,12 +51,12 @@ class Reason:
 def explain(output: Location, specs: Iterable[Spec], *, force: bool = False,
             max_workers: int = 16) -> list[Reason]:
     """A :class:`Reason` per spec, in order. One listing per marker folder, then the markers."""
-    specs = list(specs)
+    specs = specs if isinstance(specs, Sequence) else list(specs)
     present = _listed(output, DONE_PREFIX)
     failed = _listed(output, FAILED_PREFIX)
 
     def one(spec: Spec) -> Reason:
-        marker = _read(output, spec.scan_id) if spec.scan_id in present else None
+        marker = _read(output, spec.scan_id)
         if is_done(spec, marker):
             return Reason(spec.scan_id, Why.FORCED if force else Why.DONE)
         if force:
@@ -69,10 +70,24 @@ def explain(output: Location, specs: Iterable[Spec], *, force: bool = False,
             return Reason(spec.scan_id, Why.PIPELINE_CHANGED)
         return Reason(spec.scan_id, Why.INPUTS_CHANGED, tuple(changed))
 
-    if not specs:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(specs)))) as pool:
-        return list(pool.map(one, specs))
+    # A scan without a marker needs neither its spec nor a thread (at 100,000 scans the
+    # specs of a plan are made when read: only those with a marker are).
+    reasons: list[Reason | None] = []
+    with_marker: list[int] = []
+    for i, sid in enumerate(scan_ids_of(specs)):
+        if sid in present:
+            with_marker.append(i)
+            reasons.append(None)
+        elif force:
+            reasons.append(Reason(sid, Why.FORCED))
+        else:
+            reasons.append(Reason(sid, Why.FAILED if sid in failed else Why.NEW))
+    if with_marker:
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(with_marker)))) as pool:
+            for i, reason in zip(with_marker, pool.map(one, (specs[i] for i in with_marker)),
+                                 strict=True):
+                reasons[i] = reason
+    return [r for r in reasons if r is not None]
 
 
 def _listed(output: Location, prefix: str) -> set[str]:

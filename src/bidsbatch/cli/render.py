@@ -64,9 +64,9 @@ def render_plan(plan: Plan, run: RunDir, *, max_rows: int = 40) -> None:
         if len(plan.info.left_out) > rows:
             left.add_row(f"… {len(plan.info.left_out) - rows} more", "")
         err_console.print(left)
-    total = sum(s.input_bytes for s in plan.specs)
+    total = plan.input_bytes  # a large plan's specs are made when read: not for a sum
     ds = plan.dataset
-    n_parts = len({s.participant for s in plan.specs})
+    n_parts = plan.participant_count
     err_console.print(
         f"{len(plan.specs)} scan(s) of {n_parts} participant(s) from "
         f"{escape(ds.uri)} ({human_bytes(total)} of inputs), pipeline {plan.pipeline.name}, "

@@ -24,7 +24,7 @@ from ..errors import BidsbatchError, HostileKeyError, StorageError
 PART_SUFFIX = ".bbpart"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)  # 200,000 of them in a 100,000-scan crawl
 class ObjectInfo:
     """One stored object: its key relative to the location, size, and checksum if known."""
 
