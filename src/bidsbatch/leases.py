@@ -215,9 +215,12 @@ class _LocalStore(_Store):
         self.path = path
 
     def create(self, data: bytes) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except FileNotFoundError:  # the claims folder is made when missing, not every time
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
         try:
             os.link(tmp, self.path)  # atomic, complete, and fails when the name exists
             return True

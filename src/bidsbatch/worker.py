@@ -297,8 +297,11 @@ class Scratch:
     def make(cls, base: Path, scan_id: str) -> Scratch:
         """A new ``base/bidsbatch-<scan>-<random>/`` with its four folders."""
         try:
-            base.mkdir(parents=True, exist_ok=True)
-            root = Path(tempfile.mkdtemp(prefix=f"bidsbatch-{scan_id}-", dir=base))
+            try:
+                root = Path(tempfile.mkdtemp(prefix=f"bidsbatch-{scan_id}-", dir=base))
+            except FileNotFoundError:  # made when missing, not checked every scan
+                base.mkdir(parents=True, exist_ok=True)
+                root = Path(tempfile.mkdtemp(prefix=f"bidsbatch-{scan_id}-", dir=base))
             scratch = cls(root)
             for d in (scratch.bids, scratch.out, scratch.work, scratch.tmp):
                 d.mkdir()
