@@ -12,7 +12,9 @@ with ``xargs -P J -n 1`` running the same app once per scan, whose rusage is
 read the same way. CPU time is what load on a shared machine does not inflate:
 (ours - xargs) / N is the CPU overhead a scan; wall figures are given too.
 
-``--profile OUT`` runs the supervisor once under cProfile, and every forked
+``--against SRC`` also runs the supervisor of another checkout's ``src`` (through
+``PYTHONPATH``) in each repeat, interleaved: before and after a change, at the
+same moment. ``--profile OUT`` runs the supervisor once under cProfile, and every forked
 worker too (one .pstats per worker next to OUT, merged into OUT).
 """
 
@@ -128,6 +130,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--app", choices=("true", "python"), default="true")
     ap.add_argument("--profile", type=Path)
+    ap.add_argument("--against", type=Path, help="another checkout's src folder, run alongside")
     ap.add_argument("--keep", type=Path, help="work here (kept) rather than in a temporary folder")
     ns = ap.parse_args()
     argv = APPS["true" if ns.app == "true" else "python -c pass"]
@@ -146,19 +149,29 @@ def main() -> int:
         for _ in range(ns.repeats):
             xw, xc, _xr = run_measured(["xargs", "-P", str(ns.jobs), "-n", "1", *argv],
                                        stdin=("\n".join(labels) + "\n").encode())
+            row = [xw, xc]
+            if ns.against:
+                run = plan_run(ds, work, pipeline, ns.scans)
+                env = {**os.environ, "PYTHONPATH": str(ns.against.absolute())}
+                row += run_measured(supervisor_argv(run, ns.jobs), env=env)
             run = plan_run(ds, work, pipeline, ns.scans)
-            sw, sc, sr = run_measured(supervisor_argv(run, ns.jobs))
-            rows.append((sw, sc, sr, xw, xc))
-        sw, sc, sr, xw, xc = (statistics.median(r[i] for r in rows) for i in range(5))
+            row += run_measured(supervisor_argv(run, ns.jobs))
+            rows.append(row)
+        med = [statistics.median(r[i] for r in rows) for i in range(len(rows[0]))]
+        xw, xc = med[:2]
         n = ns.scans
         print(f"\n{n} scans of `{' '.join(argv)}`, --jobs {ns.jobs}, medians of {ns.repeats}; "
               f"load average {os.getloadavg()[0]:.1f}\n")
-        print("| | wall (s) | CPU (s) | CPU a scan (ms) | peak RSS (MiB) |")
-        print("|---|---:|---:|---:|---:|")
-        print(f"| supervisor | {sw:.2f} | {sc:.2f} | {sc / n * 1000:.2f} | {sr:.0f} |")
-        print(f"| xargs -P {ns.jobs} | {xw:.2f} | {xc:.2f} | {xc / n * 1000:.2f} | |")
-        print(f"\nCPU overhead a scan: {(sc - xc) / n * 1000:.2f} ms; wall overhead a scan a "
-              f"slot: {(sw - xw) / n * ns.jobs * 1000:.1f} ms; wall ratio {sw / xw:.2f}x")
+        print("| | wall (s) | CPU (s) | CPU a scan (ms) | CPU overhead a scan (ms) | "
+              "wall overhead a scan a slot (ms) | wall ratio | peak RSS (MiB) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        names = ([f"supervisor of {ns.against}"] if ns.against else []) + ["supervisor"]
+        for i, name in enumerate(names):
+            sw, sc, sr = med[2 + 3 * i: 5 + 3 * i]
+            print(f"| {name} | {sw:.2f} | {sc:.2f} | {sc / n * 1000:.2f} | "
+                  f"{(sc - xc) / n * 1000:.2f} | {(sw - xw) / n * ns.jobs * 1000:.1f} | "
+                  f"{sw / xw:.2f}x | {sr:.0f} |")
+        print(f"| xargs -P {ns.jobs} | {xw:.2f} | {xc:.2f} | {xc / n * 1000:.2f} | | | | |")
     return 0
 
 
