@@ -345,10 +345,12 @@ def _fork(main: Callable[[], int], log: Path, *, header: str) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     # What the supervisor holds moves to the collector's permanent generation: a worker's
-    # collections then never walk (and so copy, page by page) the inherited heap.
+    # collections then never walk (and so copy, page by page) the inherited heap. The
+    # supervisor itself takes it back at once (its garbage is still collected).
     gc.freeze()
     pid = os.fork()
     if pid:
+        gc.unfreeze()
         os.close(fd)
         return pid
     # The child: its own process group (so cancel reaches the app too), output to the log.
