@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,9 @@ class Lease:
     expires_at: str
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
+        # Field by field: asdict deep-copies (a lease is written at every scan's start).
+        return json.dumps({name: getattr(self, name) for name in self.__dataclass_fields__},
+                          sort_keys=True).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Lease | None:
@@ -70,11 +72,21 @@ class Lease:
 
 def process_start(pid: int) -> str:
     """The start time of ``pid`` in clock ticks since boot, or "" when unknown."""
+    own = pid == os.getpid()
+    if own and pid in _OWN_START:
+        return _OWN_START[pid]  # this process's: read once (a worker asks twice a scan)
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
+            start = fh.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return ""
+    if own:
+        _OWN_START[pid] = start
+    return start
+
+
+#: This process's start time by its pid, once read (a fork has another pid: read again).
+_OWN_START: dict[int, str] = {}
 
 
 def _alive_here(lease: Lease) -> bool:
@@ -215,9 +227,12 @@ class _LocalStore(_Store):
         self.path = path
 
     def create(self, data: bytes) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except FileNotFoundError:  # the claims folder is made when missing, not every time
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
         try:
             os.link(tmp, self.path)  # atomic, complete, and fails when the name exists
             return True

@@ -78,16 +78,21 @@ def rusage_usage(ru: resource.struct_rusage, *, wall_seconds: float) -> AppUsage
 
 
 class AppWaiter:
-    """Waits for the app with ``os.wait4`` (one thread blocked in it) to keep its rusage.
+    """Waits for the app with ``os.wait4`` to keep its rusage.
 
     Stands in for ``Popen.wait``/``poll``: once the app is reaped its return code is
     set on the ``Popen`` object, so nothing else ever waits for the pid (a second
-    ``waitpid`` would find no child and lose the exit status).
+    ``waitpid`` would find no child and lose the exit status). The wait is a pidfd
+    (:mod:`bidsbatch.pidwait`): the caller's thread sleeps in ``poll`` until the app
+    exits or the timeout passes, then ``wait4`` reaps it at once; no thread a scan.
+    Without a pidfd (not Linux, an old kernel) one thread blocks in ``wait4``.
     """
 
     def __init__(self, proc: subprocess.Popen[bytes], *,
                  sampler: CgroupSampler | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        from .pidwait import open_pidfd
+
         self.proc = proc
         self._sampler = sampler
         self.pid = proc.pid
@@ -96,31 +101,49 @@ class AppWaiter:
         self._ended: float | None = None
         self._rusage: resource.struct_rusage | None = None
         self._done = threading.Event()
-        threading.Thread(target=self._reap, name="app-wait4", daemon=True).start()
+        self._pidfd = open_pidfd(proc.pid)
+        if self._pidfd is None:
+            threading.Thread(target=self._reap, args=(0,), name="app-wait4",
+                             daemon=True).start()
 
-    def _reap(self) -> None:
+    def _reap(self, flags: int) -> bool:
+        """Reap the app (``flags``: 0 blocks, WNOHANG does not); whether it has ended."""
         while True:
             try:
-                _pid, status, ru = os.wait4(self.pid, 0)
+                pid, status, ru = os.wait4(self.pid, flags)
             except InterruptedError:  # pragma: no cover (PEP 475 retries it)
                 continue
             except ChildProcessError:  # reaped elsewhere: no figures
                 self.proc.returncode = self.proc.returncode if \
                     self.proc.returncode is not None else 0
                 break
+            if pid == 0:  # WNOHANG: still running
+                return False
             self._rusage = ru
             self.proc.returncode = os.waitstatus_to_exitcode(status)
             break
         self._ended = self._clock()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
         self._done.set()
+        return True
 
     def wait(self, timeout: float | None = None) -> int:
         """The app's return code; ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
+        if not self._done.is_set() and self._pidfd is not None:
+            from .pidwait import wait_pidfd
+
+            if not wait_pidfd(self._pidfd, timeout):
+                raise subprocess.TimeoutExpired(self.proc.args, timeout or 0.0)
+            self._reap(0)  # it has exited: this returns at once
         if not self._done.wait(timeout):
             raise subprocess.TimeoutExpired(self.proc.args, timeout or 0.0)
         return int(self.proc.returncode)
 
     def poll(self) -> int | None:
+        if not self._done.is_set() and self._pidfd is not None:
+            self._reap(os.WNOHANG)
         return int(self.proc.returncode) if self._done.is_set() else None
 
     @property

@@ -72,7 +72,7 @@ from .markers import (
     worker_log_key,
     write_marker,
 )
-from .orphans import die_with_parent, write_pid_file
+from .orphans import dying_with_parent, write_pid_file
 from .pipelines import CREDENTIAL_VARIABLES, check_no_credentials, fill_runtime
 from .provenance import record_for_scan, take_app_description, with_description
 from .specs import Manifest, Spec, canonical_json
@@ -297,8 +297,11 @@ class Scratch:
     def make(cls, base: Path, scan_id: str) -> Scratch:
         """A new ``base/bidsbatch-<scan>-<random>/`` with its four folders."""
         try:
-            base.mkdir(parents=True, exist_ok=True)
-            root = Path(tempfile.mkdtemp(prefix=f"bidsbatch-{scan_id}-", dir=base))
+            try:
+                root = Path(tempfile.mkdtemp(prefix=f"bidsbatch-{scan_id}-", dir=base))
+            except FileNotFoundError:  # made when missing, not checked every scan
+                base.mkdir(parents=True, exist_ok=True)
+                root = Path(tempfile.mkdtemp(prefix=f"bidsbatch-{scan_id}-", dir=base))
             scratch = cls(root)
             for d in (scratch.bids, scratch.out, scratch.work, scratch.tmp):
                 d.mkdir()
@@ -449,11 +452,12 @@ def run_app(
     what the app used (:mod:`bidsbatch.usage`; default: ``wait4``'s rusage).
     """
     log.info(f"run: {shlex.join(argv)}")
+    # A SIGKILLed worker takes its app with it.
+    spawn, preexec = dying_with_parent(argv, path=env.get("PATH", os.defpath))
     try:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=dict(env), cwd=cwd, start_new_session=True,
-            preexec_fn=die_with_parent(),  # a SIGKILLed worker takes its app with it
+            spawn, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=dict(env), cwd=cwd, start_new_session=True, preexec_fn=preexec,
         )
     except FileNotFoundError:
         return AppResult(EX_NOT_FOUND, reason=f"app {argv[0]!r} not found (not on PATH here)")
@@ -468,7 +472,7 @@ def run_app(
     pump.start()
     timed_out = False
     try:
-        try:  # an event, not a sleep loop: AppWaiter's thread is blocked in wait4
+        try:  # an event, not a sleep loop: AppWaiter sleeps on the app's pidfd
             waiter.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True

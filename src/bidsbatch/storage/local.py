@@ -10,8 +10,8 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import StorageError
-from .base import Listing, Location, ObjectInfo, safe_key
+from ..errors import BidsbatchError, StorageError
+from .base import DownloadJob, Listing, Location, ObjectInfo, Progress, safe_key
 
 
 class LocalLocation(Location):
@@ -109,6 +109,27 @@ class LocalLocation(Location):
             progress(size)
         return ObjectInfo(key, size)
 
+    def download_round(self, jobs: list[DownloadJob], *, verify: Callable[[DownloadJob], None],
+                       max_workers: int, part_size: int, progress: Progress | None,
+                       ) -> list[tuple[DownloadJob, BidsbatchError]]:
+        """Copies straight into each job's ``part`` file, the download's own temporary
+        name (:meth:`download` would copy through a temporary file of its own first)."""
+        from .transfer import pool_round
+
+        def one(job: DownloadJob) -> None:
+            try:
+                shutil.copyfile(self._path(job.key), job.part)
+            except FileNotFoundError:
+                raise StorageError(f"{self.describe(job.key)} does not exist") from None
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot copy {self.describe(job.key)}: {exc.strerror}") from None
+            verify(job)
+            if progress:
+                progress(job.size)
+
+        return pool_round(jobs, one, max_workers=max_workers)
+
     def upload(
         self, src: Path, key: str, *, progress: Callable[[int], None] | None = None
     ) -> ObjectInfo:
@@ -152,7 +173,6 @@ def _unique_part(dest: Path) -> Path:
     0666 minus the umask, as ``open()`` would give. (``mkstemp`` makes 0600
     files: collaborators on shared storage could not read the results.)
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
     while True:
         name = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
         try:
@@ -161,6 +181,8 @@ def _unique_part(dest: Path) -> Path:
             break
         except FileExistsError:
             continue
+        except FileNotFoundError:  # the folder is made when missing, not checked every write
+            dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with contextlib.suppress(FileNotFoundError):
             os.fchmod(fd, stat.S_IMODE(os.stat(dest).st_mode))

@@ -16,6 +16,7 @@ worker runs :func:`bidsbatch.worker_entry.run_job`, exactly what the
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import signal
@@ -322,6 +323,10 @@ def _preload_worker(*, s3: bool) -> None:
             import botocore.session  # noqa: F401
 
     from ... import group, worker  # noqa: F401
+    from ...orphans import libc_prctl, setpriv
+
+    libc_prctl()  # ctypes and libc once here, not in every worker (die_with_parent)
+    setpriv()  # found once, not by every worker (dying_with_parent)
 
 
 def _group_step(run_path: Path, scratch: Path | None) -> int:
@@ -339,8 +344,13 @@ def _fork(main: Callable[[], int], log: Path, *, header: str) -> int:
     """Fork a process that runs ``main`` with its output appended to ``log``; its pid."""
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # What the supervisor holds moves to the collector's permanent generation: a worker's
+    # collections then never walk (and so copy, page by page) the inherited heap. The
+    # supervisor itself takes it back at once (its garbage is still collected).
+    gc.freeze()
     pid = os.fork()
     if pid:
+        gc.unfreeze()
         os.close(fd)
         return pid
     # The child: its own process group (so cancel reaches the app too), output to the log.
