@@ -21,7 +21,6 @@ from .markers import done_scans
 from .runlock import run_lock
 from .runs import RunDir, mark_latest
 from .specs import Spec
-from .specstream import scan_ids_of
 from .states import ACTIVE, GroupState, ScanState
 
 if TYPE_CHECKING:
@@ -48,6 +47,8 @@ def start(plan: Plan, *, executor: Executor, run_dir: Any = None, force: bool = 
     mark_latest(run)  # started, not just planned: status/logs/retry without RUN find it
     # One starter at a time per run directory (the local supervisor keeps holding it).
     with run_lock(run.path), Ledger.open(run.ledger_path) as ledger:
+        from .specstream import scan_ids_of  # the planner's model: not for status
+
         ledger.add_scans(scan_ids_of(plan.specs))  # the ids, without making the specs
         ledger.record_executor(executor.name, executor.saved_settings())
         executor.poll(run, ledger)  # a previous invocation may still be running
