@@ -137,6 +137,10 @@ class S3Location(Location):
         self.prefix = prefix.strip("/")
         self.options = options
         self._client = client
+        #: A client given by the caller is a configuration of its own: keep every
+        #: request on it. Otherwise bulk transfers may go through obstore (s3fast.py).
+        self._own_client = client is None
+        self._fast_disabled = False
         #: How the last ``list_prefixes`` split its key range (None: one page sufficed).
         self.last_ranges: RangePlan | None = None
 
@@ -157,7 +161,9 @@ class S3Location(Location):
     def child(self, relpath: str) -> S3Location:
         rel = safe_key(relpath.strip("/"))
         prefix = f"{self.prefix}/{rel}" if self.prefix else rel
-        return S3Location(self.bucket, prefix, options=self.options, client=self._client)
+        child = S3Location(self.bucket, prefix, options=self.options, client=self._client)
+        child._own_client = self._own_client
+        return child
 
     def full_key(self, key: str) -> str:
         """The object key in the bucket for ``key`` relative to this location."""
@@ -448,7 +454,18 @@ class S3Location(Location):
     def download_round(self, jobs: list[DownloadJob], *, verify: Callable[[DownloadJob], None],
                        max_workers: int, part_size: int, progress: Progress | None,
                        ) -> list[tuple[DownloadJob, BidsbatchError]]:
-        """One s3transfer ``TransferManager`` for the whole round; verify files as they land."""
+        """One round of downloads, verified as files land: obstore when it can, else s3transfer."""
+        fast = self._fast_store(max_workers)
+        if fast is not None:
+            from . import s3fast
+
+            try:
+                return s3fast.download_round(
+                    fast, jobs, full_key=self.full_key, describe=self.describe,
+                    options=self.options, verify=verify, max_workers=max_workers,
+                    part_size=part_size, progress=progress)
+            except s3fast.WrongRegion:
+                self._fast_disabled = True  # boto3 follows S3's redirect
         done: queue.Queue[tuple[Any, Any]] = queue.Queue()
         failures: list[tuple[DownloadJob, BidsbatchError]] = []
         with _transfer_manager(self, max_workers, part_size) as tm:
@@ -476,7 +493,22 @@ class S3Location(Location):
     def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], str],
                      max_workers: int, part_size: int, progress: Progress | None,
                      ) -> list[tuple[LocalFile, BidsbatchError]]:
-        """Hash on a small pool and upload each file as soon as its checksum is known."""
+        """One round of uploads (obstore when it can); each file's SHA-256 is taken as well.
+
+        On the s3transfer path: hash on a small pool and upload each file as soon
+        as its checksum is known (S3 checks it against the body).
+        """
+        fast = self._fast_store(max_workers)
+        if fast is not None:
+            from . import s3fast
+
+            try:
+                return s3fast.upload_round(
+                    fast, jobs, full_key=self.full_key, describe=self.describe,
+                    options=self.options, checksum=checksum, max_workers=max_workers,
+                    part_size=part_size, progress=progress)
+            except s3fast.WrongRegion:
+                self._fast_disabled = True
         done: queue.Queue[tuple[Any, Any]] = queue.Queue()
         failures: list[tuple[LocalFile, BidsbatchError]] = []
 
@@ -520,6 +552,15 @@ class S3Location(Location):
                 if not isinstance(err, TransientStorageError):
                     raise err from None
                 failures.append((job, err))
+
+    def _fast_store(self, max_workers: int) -> Any | None:
+        """obstore's store for this bucket, or None: boto3's path (see s3fast.py)."""
+        if not self._own_client or self._fast_disabled:
+            return None
+        from . import s3fast
+
+        config = s3fast.fast_config(self.bucket, self.options)
+        return None if config is None else s3fast.store_for(config, max_workers=max_workers)
 
     def etag_is_not_md5(self, key: str) -> bool:
         """Whether the object's ETag is not an MD5 of its content (SSE-KMS, SSE-C).
