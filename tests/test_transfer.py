@@ -231,6 +231,9 @@ def test_upload_tree_s3_checksums_and_no_acl(aws, s3, s3_path: str, tmp_path: Pa
     assert not [r for r in requests if "acl" in r["query"]]
     assert len([r for r in requests if "partNumber" in r["query"]]) == 2
     assert _sent_by([r for r in requests if r["method"] in ("PUT", "POST")], s3_path)
+    # every single-part PUT carries the body's SHA-256, which S3 checks
+    whole = [r for r in requests if r["method"] == "PUT" and "partNumber" not in r["query"]]
+    assert len(whole) == len(expected) - 1 and all(r["sha256"] for r in whole)
 
 
 def _closed_port() -> int:
