@@ -261,3 +261,27 @@ def test_unreachable_store_retries_then_is_transient(aws, tmp_path: Path) -> Non
         download_many(S3Location("bucket", "p", client=client), [ObjectInfo("a.txt", 1, None)],
                       tmp_path / "dest", retry=RetryPolicy(retries=1, sleep=sleeps.append))
     assert sleeps == [2.0]
+
+
+def test_small_objects_on_s3(aws, s3, s3_path: str) -> None:  # type: ignore[no-untyped-def]
+    """A worker's spec, markers and logs: the same answers on both data paths."""
+    bucket = unique_bucket()
+    s3.create_bucket(Bucket=bucket)
+    loc = S3Location(bucket, "out")
+    aws.reset_requests()
+    loc.write_text("done/a.json", '{"ok": true}')
+    assert loc.read_text("done/a.json") == '{"ok": true}'
+    assert loc.read_range("done/a.json", 1, 4) == b'"ok"'
+    assert loc.read_range("done/a.json", 100, 4) == b""  # past the end: nothing, no error
+    info = loc.stat("done/a.json")
+    assert info is not None and info.size == 12
+    assert info.etag == hashlib.md5(b'{"ok": true}').hexdigest()
+    assert loc.stat("done/b.json") is None and not loc.exists("done/b.json")
+    with pytest.raises(StorageError, match="does not exist"):
+        loc.read_bytes("done/b.json")
+    loc.delete("done/a.json")
+    loc.delete("done/a.json")  # already gone: no error
+    assert not loc.exists("done/a.json")
+    assert _sent_by(aws.requests(), s3_path)
+    with pytest.raises(StorageError, match="bucket 'bb-no-such-bucket' does not exist"):
+        S3Location("bb-no-such-bucket", "out").exists("done/a.json")

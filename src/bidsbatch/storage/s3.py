@@ -51,6 +51,9 @@ _TRANSIENT_CODES = {
     "ThrottlingException",
 }
 
+#: ``S3Location._fast``'s answer when the request must go to boto3 after all.
+_BOTO = object()
+
 _client_lock = threading.Lock()
 _client_cache: dict[tuple[Any, ...], Any] = {}
 
@@ -217,6 +220,11 @@ class S3Location(Location):
                     yield ObjectInfo(self._rel(obj["Key"]), obj["Size"], _etag(obj.get("ETag")))
 
     def stat(self, key: str) -> ObjectInfo | None:
+        small = self._small()
+        if small is not None:
+            found = self._fast(lambda: small.stat(key))
+            if found is not _BOTO:
+                return None if found is None else ObjectInfo(key, found[0], found[1])
         from botocore.exceptions import ClientError
 
         try:
@@ -245,6 +253,9 @@ class S3Location(Location):
             raise self.translate_error(exc, "" if missing_bucket else key) from None
 
     def read_bytes(self, key: str) -> bytes:
+        small = self._small()
+        if small is not None and (data := self._fast(lambda: small.read(key))) is not _BOTO:
+            return data
         with self._errors(key):
             resp = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key),
                                           **self.request_extra)
@@ -255,6 +266,10 @@ class S3Location(Location):
 
         if length <= 0:
             return b""
+        small = self._small()
+        if small is not None and (data := self._fast(
+                lambda: small.read_range(key, start, length))) is not _BOTO:
+            return data
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key),
                                           Range=f"bytes={start}-{start + length - 1}",
@@ -273,12 +288,18 @@ class S3Location(Location):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic on S3: readers see the old or the new object.
+        small = self._small()
+        if small is not None and self._fast(lambda: small.write(key, data)) is not _BOTO:
+            return
         with self._errors(key):
             self.client.put_object(
                 Bucket=self.bucket, Key=self.full_key(key), Body=data, **self.request_extra
             )
 
     def delete(self, key: str) -> None:
+        small = self._small()
+        if small is not None and self._fast(lambda: small.delete(key)) is not _BOTO:
+            return
         with self._errors(key):
             self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key),
                                       **self.request_extra)
@@ -552,6 +573,26 @@ class S3Location(Location):
                 if not isinstance(err, TransientStorageError):
                     raise err from None
                 failures.append((job, err))
+
+    def _small(self) -> Any | None:
+        """The small-object requests on obstore's store, or None (boto3's client)."""
+        store = self._fast_store(16)
+        if store is None:
+            return None
+        from .s3fast import SmallObjects
+
+        return SmallObjects(store, full_key=self.full_key, describe=self.describe,
+                            options=self.options)
+
+    def _fast(self, call: Callable[[], Any]) -> Any:
+        """``call()``, or ``_BOTO`` when the bucket is in another region (boto3 redirects)."""
+        from .s3fast import WrongRegion
+
+        try:
+            return call()
+        except WrongRegion:
+            self._fast_disabled = True
+            return _BOTO
 
     def _fast_store(self, max_workers: int) -> Any | None:
         """obstore's store for this bucket, or None: boto3's path (see s3fast.py)."""

@@ -199,10 +199,10 @@ def translate(exc: BaseException, where: str, *, options: S3Options) -> Bidsbatc
             f"{where}: content does not match its ETag (it changed since the run was "
             "planned)",
             hint="plan the run again if the dataset was changed on purpose")
-    if isinstance(exc, ox.NotFoundError):
-        if "NoSuchBucket" in text:
-            return StorageError(f"bucket {where.split('/')[2]!r} does not exist",
-                                hint="check the bucket name in the URI")
+    if "NoSuchBucket" in text:
+        return StorageError(f"bucket {where.split('/')[2]!r} does not exist",
+                            hint="check the bucket name in the URI")
+    if is_not_found(exc):
         return StorageError(f"{where} does not exist")
     if isinstance(exc, ox.PermissionDeniedError | ox.UnauthenticatedError) or "403" in text:
         hint = "check your credentials and the bucket policy"
@@ -216,6 +216,14 @@ def translate(exc: BaseException, where: str, *, options: S3Options) -> Bidsbatc
     # Connection errors, timeouts, 5xx and throttling that outlived object_store's
     # own retries: may pass on a later round.
     return TransientStorageError(f"cannot reach S3 for {where}: {text.splitlines()[0][:300]}")
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """An object or bucket S3 does not have (obstore raises a FileNotFoundError for it)."""
+    from obstore import exceptions as ox
+
+    return isinstance(exc, ox.NotFoundError) or (
+        isinstance(exc, FileNotFoundError) and "Object at location" in str(exc))
 
 
 # --------------------------------------------------------------------------- rounds
@@ -359,3 +367,84 @@ async def _upload_all(store: Any, jobs: list[LocalFile], *, full_key: Callable[[
             t.cancel()
         await asyncio.gather(*tasks, *hashing, return_exceptions=True)
     return failures
+
+
+# --------------------------------------------------------------------------- small objects
+
+
+class SmallObjects:
+    """A worker's few small requests (its spec, markers, logs) on the same obstore store.
+
+    So that a worker never needs botocore at all: its fixed cost is what it pays
+    per scan (bench/RESULTS.md). Each method raises what the boto3 path raises.
+    """
+
+    def __init__(self, store: Any, *, full_key: Callable[[str], str],
+                 describe: Callable[[str], str], options: S3Options) -> None:
+        self.store, self.full_key, self.describe, self.options = store, full_key, describe, options
+
+    def _error(self, exc: BaseException, key: str) -> BidsbatchError:
+        return translate(exc, self.describe(key), options=self.options)
+
+    def stat(self, key: str) -> tuple[int, str | None] | None:
+        """(size, ETag) of ``key``, None when it does not exist (the bucket does)."""
+        import obstore
+
+        try:
+            meta = obstore.head(self.store, self.full_key(key))
+        except Exception as exc:
+            if is_not_found(exc):
+                self._check_bucket(key)
+                return None
+            raise self._error(exc, key) from None
+        etag = meta.get("e_tag")
+        return int(meta["size"]), etag.strip('"') if etag else None
+
+    def _check_bucket(self, key: str) -> None:
+        # A 404 may mean "no such bucket": a listing of the key's folder tells
+        # (not HeadBucket: a least-privilege role may list only its prefixes).
+        import obstore
+
+        folder = self.full_key(key).rpartition("/")[0] or None
+        try:
+            next(iter(obstore.list(self.store, prefix=folder, chunk_size=1)), None)
+        except Exception as exc:
+            raise self._error(exc, "" if "NoSuchBucket" in str(exc) else key) from None
+
+    def read(self, key: str) -> bytes:
+        import obstore
+
+        try:
+            return bytes(obstore.get(self.store, self.full_key(key)).bytes())
+        except Exception as exc:
+            raise self._error(exc, key) from None
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        import obstore
+
+        try:
+            return bytes(obstore.get_range(self.store, self.full_key(key), start=start,
+                                           length=length))
+        except Exception as exc:
+            if "416" in str(exc) or "InvalidRange" in str(exc) or \
+                    "out of range" in str(exc).lower():
+                return b""  # the range starts past the end: no error here
+            raise self._error(exc, key) from None
+
+    def write(self, key: str, data: bytes) -> None:
+        import obstore
+
+        try:
+            # One PUT (atomic on S3), with its SHA-256 that S3 checks.
+            obstore.put(self.store, self.full_key(key), data, use_multipart=False)
+        except Exception as exc:
+            raise self._error(exc, key) from None
+
+    def delete(self, key: str) -> None:
+        import obstore
+
+        try:
+            obstore.delete(self.store, self.full_key(key))
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise self._error(exc, key) from None
