@@ -25,23 +25,34 @@ The facts this rests on (each cost a failed start once):
 - ``slurmctld -c`` forgets older jobs: job ids restart at 1.
 
 Start with :func:`start_cluster`, stop with :meth:`SlurmCluster.stop` (by the
-pid files, never by name). :func:`ensure_slurm` apt-installs the packages when
-``CI`` is set and we are root, else says why the tests must skip.
+pid files, never by name). A session killed before its fixture's teardown
+(``kill -9``, a CI timeout) would leave its daemons running, so every cluster
+is also recorded in :data:`REGISTRY` with its daemons' pids and the pid of the
+process that started it; :func:`reap_stale` (called by each start) stops the
+daemons of clusters whose starter is gone, after checking that each pid still
+names a daemon of that cluster (its command line or ``SLURM_CONF`` mentions the
+cluster's state folder), so a reused pid is never signalled.
+:func:`ensure_slurm` apt-installs the packages when ``CI`` is set and we are
+root, else says why the tests must skip.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+REGISTRY = Path(tempfile.gettempdir()) / "bidsbatch-test-slurm"
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 _DAEMONS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol",
             "scancel")
@@ -166,23 +177,86 @@ class SlurmCluster:
                 out.append(f"--- {name}\n" + "\n".join(lines))
         return "\n".join(out)
 
-    def stop(self) -> None:
-        """Stop the daemons by their pid files (TERM, then KILL after 5 s)."""
+    def pids(self) -> list[int]:
+        """The daemons' pids, from their pid files (slurmd, slurmctld, munged)."""
+        out = []
         for pidfile in (self.state / "slurmd.pid", self.state / "slurmctld.pid",
                         self.state / "munge" / "munged.pid"):
-            try:
-                pid = int(pidfile.read_text().strip())
-            except (OSError, ValueError):
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and _alive(pid):
-                time.sleep(0.05)
-            if _alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError, ValueError):
+                out.append(int(pidfile.read_text().strip()))
+        return out
+
+    @property
+    def record(self) -> Path:
+        digest = hashlib.sha1(str(self.state).encode()).hexdigest()[:16]
+        return REGISTRY / f"{digest}.json"
+
+    def stop(self) -> None:
+        """Stop the daemons by their pids (TERM, then KILL after 5 s)."""
+        for pid in self.pids():
+            _end(pid)
+        for pidfile in (self.state / "slurmd.pid", self.state / "slurmctld.pid",
+                        self.state / "munge" / "munged.pid"):
             pidfile.unlink(missing_ok=True)
+        self.record.unlink(missing_ok=True)
+
+
+def _end(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (tells a reused pid)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _names_cluster(pid: int, state: str) -> bool:
+    """Whether ``pid`` is a daemon of the cluster in ``state`` (cmdline or SLURM_CONF)."""
+    for part in ("cmdline", "environ"):
+        with contextlib.suppress(OSError):
+            if state.encode() in Path(f"/proc/{pid}/{part}").read_bytes():
+                return True
+    return False
+
+
+def _register(cluster: SlurmCluster) -> None:
+    REGISTRY.mkdir(parents=True, exist_ok=True)
+    cluster.record.write_text(json.dumps({
+        "owner": os.getpid(), "owner_start": _start_time(os.getpid()),
+        "state": str(cluster.state), "pids": cluster.pids()}))
+
+
+def reap_stale() -> list[int]:
+    """Stop the daemons of recorded clusters whose starting process is gone.
+
+    Returns the pids that were signalled."""
+    ended: list[int] = []
+    if not REGISTRY.is_dir():
+        return ended
+    for record in sorted(REGISTRY.glob("*.json")):
+        try:
+            info = json.loads(record.read_text())
+        except (OSError, ValueError):
+            record.unlink(missing_ok=True)
+            continue
+        if _alive(info["owner"]) and _start_time(info["owner"]) == info["owner_start"]:
+            continue  # another session's cluster, still in use
+        for pid in info["pids"]:
+            if _alive(pid) and _names_cluster(pid, info["state"]):
+                _end(pid)
+                ended.append(pid)
+        record.unlink(missing_ok=True)
+    return ended
 
 
 def _alive(pid: int) -> bool:
@@ -232,6 +306,7 @@ def start_cluster(state: Path, *, cpus: int | None = None, max_array_size: int =
     (state / "plugstack.conf").write_text("")  # looked for next to slurm.conf
     env["SLURM_CONF"] = str(conf)
     cluster = SlurmCluster(state=state, conf=conf, cpus=cpus)
+    reap_stale()
     try:
         _detached([_tool("slurmctld"), "-c", "-i"], env)
         _detached([_tool("slurmd"), "-N", "localhost"], env)
@@ -240,6 +315,7 @@ def start_cluster(state: Path, *, cpus: int | None = None, max_array_size: int =
             res = subprocess.run([_tool("sinfo"), "-h", "-n", "localhost", "-o", "%T"],
                                  capture_output=True, text=True, env=env, timeout=30)
             if res.stdout.strip() == "idle":
+                _register(cluster)
                 return cluster
             time.sleep(0.05)
         raise RuntimeError(f"slurm did not come up in {deadline_s} s\n{cluster.log_tail()}")

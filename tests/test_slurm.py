@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -240,3 +241,34 @@ def test_poll_cadence_one_squeue_per_poll(ds: Path, tmp_path: Path, slurm: Slurm
 def test_poll_seconds_zero_is_kept() -> None:
     assert make_executor("slurm", {"slurm_poll_seconds": 0}).settings.slurm_poll_seconds == 0
     assert make_executor("slurm", {}).settings.slurm_poll_seconds == 30
+
+
+def test_a_killed_sessions_cluster_is_reaped(tmp_path: Path) -> None:
+    """A session killed before its teardown leaves its daemons; the next start stops them."""
+    import slurm_cluster
+
+    why = slurm_cluster.ensure_slurm()
+    if why:
+        pytest.skip(why)
+    tests = Path(__file__).parent
+    # The starter exits at once without stopping its cluster, as `kill -9` of pytest would.
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, json; sys.path.insert(0, sys.argv[1]); import slurm_cluster as s; "
+         "c = s.start_cluster(s.Path(sys.argv[2]), cpus=2); print(json.dumps(c.pids()))",
+         str(tests), str(tmp_path / "orphan")],
+        capture_output=True, text=True, timeout=120, check=True)
+    pids = json.loads(child.stdout)
+    assert len(pids) == 3 and all(slurm_cluster._alive(p) for p in pids)
+    try:
+        ended = slurm_cluster.reap_stale()
+        assert sorted(ended) == sorted(pids)
+        assert not any(slurm_cluster._alive(p) for p in pids)
+        assert not list(slurm_cluster.REGISTRY.glob("*.json")) or all(
+            json.loads(r.read_text())["state"] != str((tmp_path / "orphan").resolve())
+            for r in slurm_cluster.REGISTRY.glob("*.json"))
+    finally:
+        for pid in pids:
+            if slurm_cluster._alive(pid) and slurm_cluster._names_cluster(
+                    pid, str((tmp_path / "orphan").resolve())):
+                slurm_cluster._end(pid)
