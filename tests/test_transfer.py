@@ -285,3 +285,25 @@ def test_small_objects_on_s3(aws, s3, s3_path: str) -> None:  # type: ignore[no-
     assert _sent_by(aws.requests(), s3_path)
     with pytest.raises(StorageError, match="bucket 'bb-no-such-bucket' does not exist"):
         S3Location("bb-no-such-bucket", "out").exists("done/a.json")
+
+
+def test_a_process_forked_after_obstore_was_used_still_reaches_s3(aws, s3) -> None:  # type: ignore[no-untyped-def]
+    """obstore's runtime threads do not survive a fork: a forked child must not hang on it."""
+    import signal
+
+    bucket = unique_bucket()
+    s3.create_bucket(Bucket=bucket)
+    S3Location(bucket, "p").write_text("a", "parent")  # obstore's runtime now runs here
+    pid = os.fork()
+    if pid == 0:  # the child: boto3's path, or SIGALRM if it hangs
+        code = 1
+        try:
+            signal.alarm(30)
+            loc = S3Location(bucket, "p")
+            code = 0 if loc.read_text("a") == "parent" else 3
+            loc.write_text("b", "child")
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert S3Location(bucket, "p").read_text("b") == "child"

@@ -4,8 +4,10 @@ The standard AWS configuration only: profiles, ``AWS_REGION``,
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` (read by botocore itself).
 Requester Pays and unsigned reads are options of the location
 (:class:`S3Options`). Listing many subjects is a few key-range listings;
-transfers go through one s3transfer ``TransferManager`` per round; botocore's
-errors become one clear line each (:meth:`S3Location.translate_error`).
+transfers and a worker's small reads and writes go through obstore
+(``s3fast.py``) where it reaches S3 as boto3 would, else one s3transfer
+``TransferManager`` per round; botocore's errors become one clear line each
+(:meth:`S3Location.translate_error`).
 """
 
 from __future__ import annotations

@@ -81,6 +81,10 @@ def fast_config(bucket: str, options: S3Options) -> FastConfig | None:
     env = os.environ
     if (env.get("BIDSBATCH_S3_TRANSFER") or "").lower() == "boto3":
         return None
+    if _runtime_pid not in (None, os.getpid()):
+        # Forked from a process that used obstore: its runtime's threads did not
+        # survive the fork, and a request on it would hang. boto3 is fork-safe.
+        return None
     try:
         import obstore  # noqa: F401
     except ImportError:
@@ -153,14 +157,19 @@ class BotocoreCredentials:
 
 _stores: dict[FastConfig, Any] = {}
 
+#: The process that made obstore's stores (and so its runtime), None before the first.
+_runtime_pid: int | None = None
+
 
 def store_for(config: FastConfig, *, max_workers: int) -> Any:
     """The obstore ``S3Store`` of a configuration (one per process)."""
+    global _runtime_pid
     store = _stores.get(config)
     if store is not None:
         return store
     from obstore.store import S3Store
 
+    _runtime_pid = os.getpid()
     kwargs: dict[str, Any] = {
         "checksum_algorithm": "sha256",
         "request_payer": config.options.requester_pays,
