@@ -123,10 +123,15 @@ def make_tools(env: dict[str, str], endpoint: str, *, workers: int, chunk_mib: i
         items_file.write_text(json.dumps([{"key": i.key, "size": i.size, "etag": i.etag}
                                           for i in items]))
         stage = str(REPO / "bench" / "stage_process.py")
-        for name, src in (("bidsbatch-process", None), ("baseline-process", baseline_src)):
+        # bidsbatch-process: obstore's data path (storage/s3fast.py); -s3transfer: the
+        # same code told to keep boto3's (BIDSBATCH_S3_TRANSFER=boto3).
+        for name, src, extra in (
+                ("bidsbatch-process", None, {}),
+                ("bidsbatch-process-s3transfer", None, {"BIDSBATCH_S3_TRANSFER": "boto3"}),
+                ("baseline-process", baseline_src, {})):
             if name == "baseline-process" and src is None:
                 continue
-            penv = {**env, **({"PYTHONPATH": str(src)} if src else {})}
+            penv = {**env, **extra, **({"PYTHONPATH": str(src)} if src else {})}
             tools.append(Tool(
                 name,
                 lambda dest, penv=penv: _run([sys.executable, stage, "in", str(items_file),

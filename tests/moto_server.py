@@ -67,6 +67,8 @@ def _serve() -> None:
                 "auth": environ.get("HTTP_AUTHORIZATION", "")[:60],
                 "payer": environ.get("HTTP_X_AMZ_REQUEST_PAYER", ""),
                 "range": environ.get("HTTP_RANGE", ""),
+                "agent": environ.get("HTTP_USER_AGENT", "")[:40],
+                "sha256": environ.get("HTTP_X_AMZ_CHECKSUM_SHA256", ""),
                 "t": time.time(),  # when it arrived: benchmarks time phases by the server
             }
             length = int(environ.get("CONTENT_LENGTH") or 0)

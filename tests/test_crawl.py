@@ -193,10 +193,14 @@ def test_key_ranges_follow_latency_and_size() -> None:
                       prefixes_covered=covered)
         return choose(probe, prefixes_left=left, max_ranges=cap).ranges
 
-    # a serial server (moto on loopback): little to hide, few ranges
-    assert ranges(0.010, 0.300) == 3
+    # a serial server (moto on loopback): little latency to hide, but no range reads
+    # more than 3 of the 24 pages left in a row (a serial tail): 8
+    assert ranges(0.010, 0.300) == 8
+    assert ranges(0.010, 0.300, left=240) == 3  # 6 pages left: Little's law decides
     # the same work behind more latency: more in flight
-    assert ranges(0.040, 0.080) == 4 < ranges(0.100, 0.140) == 7 < ranges(0.200, 0.210) == 16
+    # (12 pages left: the 3-page floor is 4)
+    assert ranges(0.040, 0.080, left=480) == 4 < ranges(0.100, 0.140, left=480) == 7 \
+        < ranges(0.200, 0.210) == 16
     # never more ranges than pages left (960 prefixes at 25 keys each: 24 pages)...
     assert ranges(0.5, 0.51, cap=64) == 24
     # ...nor than prefixes, nor than the cap

@@ -146,6 +146,20 @@ def test_upload_tree_refuses_unstorable_names(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- S3
 
 
+@pytest.fixture(params=["obstore", "boto3"])
+def s3_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each bulk-transfer test on both data paths: obstore (the default) and s3transfer."""
+    if request.param == "boto3":
+        monkeypatch.setenv("BIDSBATCH_S3_TRANSFER", "boto3")
+    return str(request.param)
+
+
+def _sent_by(requests: list[dict[str, str]], path: str) -> bool:
+    """Whether every request came from the data path ``path`` (by its User-Agent)."""
+    agent = "object_store" if path == "obstore" else "Boto3"
+    return bool(requests) and all(r["agent"].startswith(agent) for r in requests)
+
+
 def _s3_dataset(s3, tmp_path: Path, files: dict[str, bytes]) -> tuple[S3Location, list]:  # type: ignore[no-untyped-def]
     bucket = unique_bucket()
     s3.create_bucket(Bucket=bucket)
@@ -155,7 +169,8 @@ def _s3_dataset(s3, tmp_path: Path, files: dict[str, bytes]) -> tuple[S3Location
     return location, location.walk()
 
 
-def test_download_many_s3_ranged_no_heads_verified(aws, s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_download_many_s3_ranged_no_heads_verified(aws, s3, s3_path: str,
+                                                   tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     files = {**FILES, "sub-01/dwi/sub-01_dwi.nii.gz": os.urandom(8 * MiB + 123)}
     location, items = _s3_dataset(s3, tmp_path, files)
     aws.reset_requests()
@@ -170,9 +185,11 @@ def test_download_many_s3_ranged_no_heads_verified(aws, s3, tmp_path: Path) -> N
     # one GET per small file, three ranged GETs for the 8 MiB + 123 B one (4 MiB parts)
     assert len(gets) == len(files) + 2
     assert len([r for r in gets if r["path"].endswith("_dwi.nii.gz")]) == 3
+    assert _sent_by(requests, s3_path)
 
 
-def test_download_many_s3_catches_changed_content(aws, s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_download_many_s3_catches_changed_content(aws, s3, s3_path: str,
+                                                 tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     location, items = _s3_dataset(s3, tmp_path, FILES)
     key = "sub-01/anat/sub-01_T1w.nii.gz"
     # Same size, other bytes: only the MD5 ETag can tell (a corrupted or replaced object).
@@ -195,7 +212,7 @@ def test_download_many_s3_missing_object_is_not_transient(aws, s3, tmp_path: Pat
     assert not isinstance(info.value, TransientStorageError)
 
 
-def test_upload_tree_s3_checksums_and_no_acl(aws, s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_upload_tree_s3_checksums_and_no_acl(aws, s3, s3_path: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
     files = {**FILES, "sub-01/big.bin": os.urandom(9 * MiB), "tmp_d/x": b"x"}
     _write(out, files)
@@ -213,6 +230,10 @@ def test_upload_tree_s3_checksums_and_no_acl(aws, s3, tmp_path: Path) -> None:  
     requests = aws.requests()
     assert not [r for r in requests if "acl" in r["query"]]
     assert len([r for r in requests if "partNumber" in r["query"]]) == 2
+    assert _sent_by([r for r in requests if r["method"] in ("PUT", "POST")], s3_path)
+    # every single-part PUT carries the body's SHA-256, which S3 checks
+    whole = [r for r in requests if r["method"] == "PUT" and "partNumber" not in r["query"]]
+    assert len(whole) == len(expected) - 1 and all(r["sha256"] for r in whole)
 
 
 def _closed_port() -> int:
@@ -240,3 +261,49 @@ def test_unreachable_store_retries_then_is_transient(aws, tmp_path: Path) -> Non
         download_many(S3Location("bucket", "p", client=client), [ObjectInfo("a.txt", 1, None)],
                       tmp_path / "dest", retry=RetryPolicy(retries=1, sleep=sleeps.append))
     assert sleeps == [2.0]
+
+
+def test_small_objects_on_s3(aws, s3, s3_path: str) -> None:  # type: ignore[no-untyped-def]
+    """A worker's spec, markers and logs: the same answers on both data paths."""
+    bucket = unique_bucket()
+    s3.create_bucket(Bucket=bucket)
+    loc = S3Location(bucket, "out")
+    aws.reset_requests()
+    loc.write_text("done/a.json", '{"ok": true}')
+    assert loc.read_text("done/a.json") == '{"ok": true}'
+    assert loc.read_range("done/a.json", 1, 4) == b'"ok"'
+    assert loc.read_range("done/a.json", 100, 4) == b""  # past the end: nothing, no error
+    info = loc.stat("done/a.json")
+    assert info is not None and info.size == 12
+    assert info.etag == hashlib.md5(b'{"ok": true}').hexdigest()
+    assert loc.stat("done/b.json") is None and not loc.exists("done/b.json")
+    with pytest.raises(StorageError, match="does not exist"):
+        loc.read_bytes("done/b.json")
+    loc.delete("done/a.json")
+    loc.delete("done/a.json")  # already gone: no error
+    assert not loc.exists("done/a.json")
+    assert _sent_by(aws.requests(), s3_path)
+    with pytest.raises(StorageError, match="bucket 'bb-no-such-bucket' does not exist"):
+        S3Location("bb-no-such-bucket", "out").exists("done/a.json")
+
+
+def test_a_process_forked_after_obstore_was_used_still_reaches_s3(aws, s3) -> None:  # type: ignore[no-untyped-def]
+    """obstore's runtime threads do not survive a fork: a forked child must not hang on it."""
+    import signal
+
+    bucket = unique_bucket()
+    s3.create_bucket(Bucket=bucket)
+    S3Location(bucket, "p").write_text("a", "parent")  # obstore's runtime now runs here
+    pid = os.fork()
+    if pid == 0:  # the child: boto3's path, or SIGALRM if it hangs
+        code = 1
+        try:
+            signal.alarm(30)
+            loc = S3Location(bucket, "p")
+            code = 0 if loc.read_text("a") == "parent" else 3
+            loc.write_text("b", "child")
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert S3Location(bucket, "p").read_text("b") == "child"

@@ -4,8 +4,10 @@ The standard AWS configuration only: profiles, ``AWS_REGION``,
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` (read by botocore itself).
 Requester Pays and unsigned reads are options of the location
 (:class:`S3Options`). Listing many subjects is a few key-range listings;
-transfers go through one s3transfer ``TransferManager`` per round; botocore's
-errors become one clear line each (:meth:`S3Location.translate_error`).
+transfers and a worker's small reads and writes go through obstore
+(``s3fast.py``) where it reaches S3 as boto3 would, else one s3transfer
+``TransferManager`` per round; botocore's errors become one clear line each
+(:meth:`S3Location.translate_error`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ _TRANSIENT_CODES = {
     "500",
     "ThrottlingException",
 }
+
+#: ``S3Location._fast``'s answer when the request must go to boto3 after all.
+_BOTO = object()
 
 _client_lock = threading.Lock()
 _client_cache: dict[tuple[Any, ...], Any] = {}
@@ -137,6 +142,10 @@ class S3Location(Location):
         self.prefix = prefix.strip("/")
         self.options = options
         self._client = client
+        #: A client given by the caller is a configuration of its own: keep every
+        #: request on it. Otherwise bulk transfers may go through obstore (s3fast.py).
+        self._own_client = client is None
+        self._fast_disabled = False
         #: How the last ``list_prefixes`` split its key range (None: one page sufficed).
         self.last_ranges: RangePlan | None = None
 
@@ -157,7 +166,9 @@ class S3Location(Location):
     def child(self, relpath: str) -> S3Location:
         rel = safe_key(relpath.strip("/"))
         prefix = f"{self.prefix}/{rel}" if self.prefix else rel
-        return S3Location(self.bucket, prefix, options=self.options, client=self._client)
+        child = S3Location(self.bucket, prefix, options=self.options, client=self._client)
+        child._own_client = self._own_client
+        return child
 
     def full_key(self, key: str) -> str:
         """The object key in the bucket for ``key`` relative to this location."""
@@ -211,6 +222,11 @@ class S3Location(Location):
                     yield ObjectInfo(self._rel(obj["Key"]), obj["Size"], _etag(obj.get("ETag")))
 
     def stat(self, key: str) -> ObjectInfo | None:
+        small = self._small()
+        if small is not None:
+            found = self._fast(lambda: small.stat(key))
+            if found is not _BOTO:
+                return None if found is None else ObjectInfo(key, found[0], found[1])
         from botocore.exceptions import ClientError
 
         try:
@@ -239,6 +255,9 @@ class S3Location(Location):
             raise self.translate_error(exc, "" if missing_bucket else key) from None
 
     def read_bytes(self, key: str) -> bytes:
+        small = self._small()
+        if small is not None and (data := self._fast(lambda: small.read(key))) is not _BOTO:
+            return data
         with self._errors(key):
             resp = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key),
                                           **self.request_extra)
@@ -249,6 +268,10 @@ class S3Location(Location):
 
         if length <= 0:
             return b""
+        small = self._small()
+        if small is not None and (data := self._fast(
+                lambda: small.read_range(key, start, length))) is not _BOTO:
+            return data
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key),
                                           Range=f"bytes={start}-{start + length - 1}",
@@ -267,12 +290,18 @@ class S3Location(Location):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic on S3: readers see the old or the new object.
+        small = self._small()
+        if small is not None and self._fast(lambda: small.write(key, data)) is not _BOTO:
+            return
         with self._errors(key):
             self.client.put_object(
                 Bucket=self.bucket, Key=self.full_key(key), Body=data, **self.request_extra
             )
 
     def delete(self, key: str) -> None:
+        small = self._small()
+        if small is not None and self._fast(lambda: small.delete(key)) is not _BOTO:
+            return
         with self._errors(key):
             self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key),
                                       **self.request_extra)
@@ -448,7 +477,18 @@ class S3Location(Location):
     def download_round(self, jobs: list[DownloadJob], *, verify: Callable[[DownloadJob], None],
                        max_workers: int, part_size: int, progress: Progress | None,
                        ) -> list[tuple[DownloadJob, BidsbatchError]]:
-        """One s3transfer ``TransferManager`` for the whole round; verify files as they land."""
+        """One round of downloads, verified as files land: obstore when it can, else s3transfer."""
+        fast = self._fast_store(max_workers)
+        if fast is not None:
+            from . import s3fast
+
+            try:
+                return s3fast.download_round(
+                    fast, jobs, full_key=self.full_key, describe=self.describe,
+                    options=self.options, verify=verify, max_workers=max_workers,
+                    part_size=part_size, progress=progress)
+            except s3fast.WrongRegion:
+                self._fast_disabled = True  # boto3 follows S3's redirect
         done: queue.Queue[tuple[Any, Any]] = queue.Queue()
         failures: list[tuple[DownloadJob, BidsbatchError]] = []
         with _transfer_manager(self, max_workers, part_size) as tm:
@@ -476,7 +516,22 @@ class S3Location(Location):
     def upload_round(self, jobs: list[LocalFile], *, checksum: Callable[[LocalFile], str],
                      max_workers: int, part_size: int, progress: Progress | None,
                      ) -> list[tuple[LocalFile, BidsbatchError]]:
-        """Hash on a small pool and upload each file as soon as its checksum is known."""
+        """One round of uploads (obstore when it can); each file's SHA-256 is taken as well.
+
+        On the s3transfer path: hash on a small pool and upload each file as soon
+        as its checksum is known (S3 checks it against the body).
+        """
+        fast = self._fast_store(max_workers)
+        if fast is not None:
+            from . import s3fast
+
+            try:
+                return s3fast.upload_round(
+                    fast, jobs, full_key=self.full_key, describe=self.describe,
+                    options=self.options, checksum=checksum, max_workers=max_workers,
+                    part_size=part_size, progress=progress)
+            except s3fast.WrongRegion:
+                self._fast_disabled = True
         done: queue.Queue[tuple[Any, Any]] = queue.Queue()
         failures: list[tuple[LocalFile, BidsbatchError]] = []
 
@@ -520,6 +575,35 @@ class S3Location(Location):
                 if not isinstance(err, TransientStorageError):
                     raise err from None
                 failures.append((job, err))
+
+    def _small(self) -> Any | None:
+        """The small-object requests on obstore's store, or None (boto3's client)."""
+        store = self._fast_store(16)
+        if store is None:
+            return None
+        from .s3fast import SmallObjects
+
+        return SmallObjects(store, full_key=self.full_key, describe=self.describe,
+                            options=self.options)
+
+    def _fast(self, call: Callable[[], Any]) -> Any:
+        """``call()``, or ``_BOTO`` when the bucket is in another region (boto3 redirects)."""
+        from .s3fast import WrongRegion
+
+        try:
+            return call()
+        except WrongRegion:
+            self._fast_disabled = True
+            return _BOTO
+
+    def _fast_store(self, max_workers: int) -> Any | None:
+        """obstore's store for this bucket, or None: boto3's path (see s3fast.py)."""
+        if not self._own_client or self._fast_disabled:
+            return None
+        from . import s3fast
+
+        config = s3fast.fast_config(self.bucket, self.options)
+        return None if config is None else s3fast.store_for(config, max_workers=max_workers)
 
     def etag_is_not_md5(self, key: str) -> bool:
         """Whether the object's ETag is not an MD5 of its content (SSE-KMS, SSE-C).
