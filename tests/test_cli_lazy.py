@@ -79,7 +79,8 @@ def test_top_level_help_is_made_from_the_table_without_importing_the_commands() 
     commands = sorted(m for m in modules if m.startswith("bidsbatch.cli."))
     assert set(commands) <= {"bidsbatch.cli.app", "bidsbatch.cli.coercion",
                              "bidsbatch.cli.entry", "bidsbatch.cli.helpnames",
-                             "bidsbatch.cli.lazy", "bidsbatch.cli.multivalue"}, commands
+                             "bidsbatch.cli.helpoption", "bidsbatch.cli.lazy",
+                             "bidsbatch.cli.multivalue"}, commands
     assert _loaded(modules, NEVER) == []
     code, eager, modules = _in_process("--everything", "--help")
     assert code == 0 and "bidsbatch.cli.aws" in modules

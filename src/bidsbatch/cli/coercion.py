@@ -19,24 +19,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .helpoption import on_help_option
+
 
 def lighten(command: Any) -> None:
     """Give every typer parameter of ``command`` (not its subcommands) the light coercion,
     ``--help`` too (click makes that option anew on demand)."""
     for param in getattr(command, "params", []):
         _lighten(param)
-    original = getattr(command, "get_help_option", None)
-    if original is None or getattr(original, "_lightened", False):
-        return
-
-    def get_help_option(ctx: Any) -> Any:
-        option = original(ctx)
-        if option is not None:
-            _lighten(option)
-        return option
-
-    get_help_option._lightened = True  # type: ignore[attr-defined]
-    command.get_help_option = get_help_option
+    on_help_option(command, _lighten, tag="_bb_lightened")
 
 
 def _lighten(param: Any) -> None:

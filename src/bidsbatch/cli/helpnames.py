@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .helpoption import on_help_option
+
 #: Words an option's name may end with that say "a folder".
 _DIR_WORDS = ("dir", "home", "cache", "folder")
 #: Argument metavars for names that are not plain words.
@@ -102,18 +104,7 @@ def _tidy(param: Any) -> None:
 
 def _tidy_help_option(command: Any) -> None:
     """``--help`` is made by click on demand: tidy it as it is made."""
-    original = getattr(command, "get_help_option", None)
-    if original is None or getattr(original, "_tidied", False):
-        return
-
-    def get_help_option(ctx: Any) -> Any:
-        option = original(ctx)
-        if option is not None:
-            _tidy(option)
-        return option
-
-    get_help_option._tidied = True  # type: ignore[attr-defined]
-    command.get_help_option = get_help_option
+    on_help_option(command, _tidy, tag="_bb_tidied")
 
 
 def _last_word(param: Any) -> str:
