@@ -201,19 +201,20 @@ def translate(exc: BaseException, where: str, *, options: S3Options) -> Bidsbatc
     text = str(exc)
     if isinstance(exc, BidsbatchError):
         return exc
-    if "301" in text and ("PermanentRedirect" in text or "Moved Permanently" in text):
+    if _status(text, 301) and ("PermanentRedirect" in text or "Moved Permanently" in text):
         raise WrongRegion(text) from None
-    if isinstance(exc, ox.PreconditionError) or "412" in text:
-        return ChecksumMismatchError(
-            f"{where}: content does not match its ETag (it changed since the run was "
-            "planned)",
-            hint="plan the run again if the dataset was changed on purpose")
+    # What is missing first: the text of any error also holds the endpoint's port.
     if "NoSuchBucket" in text:
         return StorageError(f"bucket {where.split('/')[2]!r} does not exist",
                             hint="check the bucket name in the URI")
     if is_not_found(exc):
         return StorageError(f"{where} does not exist")
-    if isinstance(exc, ox.PermissionDeniedError | ox.UnauthenticatedError) or "403" in text:
+    if isinstance(exc, ox.PreconditionError) or _status(text, 412):
+        return ChecksumMismatchError(
+            f"{where}: content does not match its ETag (it changed since the run was "
+            "planned)",
+            hint="plan the run again if the dataset was changed on purpose")
+    if isinstance(exc, ox.PermissionDeniedError | ox.UnauthenticatedError) or _status(text, 403):
         hint = "check your credentials and the bucket policy"
         if not options.no_sign_request:
             hint += "; for a public bucket pass --no-sign-request"
@@ -225,6 +226,14 @@ def translate(exc: BaseException, where: str, *, options: S3Options) -> Bidsbatc
     # Connection errors, timeouts, 5xx and throttling that outlived object_store's
     # own retries: may pass on a later round.
     return TransientStorageError(f"cannot reach S3 for {where}: {text.splitlines()[0][:300]}")
+
+
+def _status(text: str, code: int) -> bool:
+    """Whether ``text`` names the HTTP status ``code`` as a number of its own (not inside
+    a port, a request id or a key: ``127.0.0.1:41235`` must not read as a 412)."""
+    import re
+
+    return re.search(rf"(?<![\w.:/-]){code}(?![\w.:/-])", text) is not None
 
 
 def is_not_found(exc: BaseException) -> bool:
@@ -435,7 +444,7 @@ class SmallObjects:
             return bytes(obstore.get_range(self.store, self.full_key(key), start=start,
                                            length=length))
         except Exception as exc:
-            if "416" in str(exc) or "InvalidRange" in str(exc) or \
+            if _status(str(exc), 416) or "InvalidRange" in str(exc) or \
                     "out of range" in str(exc).lower():
                 return b""  # the range starts past the end: no error here
             raise self._error(exc, key) from None
