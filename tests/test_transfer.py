@@ -307,3 +307,18 @@ def test_a_process_forked_after_obstore_was_used_still_reaches_s3(aws, s3) -> No
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert S3Location(bucket, "p").read_text("b") == "child"
+
+
+def test_obstore_errors_are_read_by_status_not_by_digits_in_the_endpoint() -> None:
+    """A missing key on an endpoint whose port holds "412" is missing, not changed."""
+    from bidsbatch.storage import S3Options
+    from bidsbatch.storage.s3fast import _status, translate
+
+    missing = FileNotFoundError("Object at location k not found: Error performing GET "
+                                "http://127.0.0.1:41235/b/k in 2ms: Client error with status "
+                                "404 Not Found")
+    err = translate(missing, "s3://b/k", options=S3Options())
+    assert "does not exist" in str(err) and "ETag" not in str(err)
+    assert _status("Client error with status 412 Precondition Failed", 412)
+    assert not _status("http://127.0.0.1:41235/b/k", 412)
+    assert not _status("http://127.0.0.1:30403/b/k 404", 403)
