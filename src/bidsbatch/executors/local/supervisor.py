@@ -1,24 +1,30 @@
-"""The local executor's supervisor: a detached process that forks one worker per scan.
+"""The local executor's supervisor: a detached process whose slot workers run the scans.
 
 Started by :meth:`LocalExecutor.submit` as ``python -m
-bidsbatch.executors.local.supervisor RUN_DIR``. It forks a worker for each
-submitted scan (at most ``--jobs`` or as many as fit at once), reaps them,
-records every attempt in the ledger, retries a transient fault (exit 75) as
-Batch's retry strategy would, and runs the group step at the end.
+bidsbatch.executors.local.supervisor RUN_DIR``. It forks one long-lived
+worker for each slot (``--jobs``, or as many as fit at once), hands each a
+scan at a time over a pipe, records every attempt in the ledger, retries a
+transient fault (exit 75) as Batch's retry strategy would, and runs the group
+step at the end.
 
-Workers are forks of the supervisor, which has the worker and boto3 already
-imported, so a scan costs a fork rather than a new interpreter: this is what
-keeps the overhead per scan in milliseconds (bench/RESULTS.md). A forked
-worker runs :func:`bidsbatch.worker_entry.run_job`, exactly what the
+Slot workers are forks of the supervisor, which has the worker and boto3
+already imported, and each runs scan after scan without a fork
+(:mod:`.slotworker`): this is what keeps the overhead per scan in
+milliseconds (bench/RESULTS.md). A worker runs
+:func:`bidsbatch.worker_entry.run_job` for each scan, exactly what the
 ``bidsbatch worker`` command runs in a Batch or Slurm job, without the CLI.
+A worker that dies costs its scan only: it is recorded as killed and a new
+worker takes the next scan.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import re
+import select
 import signal
 import sys
 from collections.abc import Callable
@@ -32,18 +38,18 @@ from ...runlock import try_lock
 from ...runs import RunDir
 from ...specs import Spec
 from ...states import GroupState, ScanState
-from ...worker_entry import WorkerJob, run_job
 from ..base import with_own_bin_on_path
 from .executor import GRACE_SECONDS, GROUP_LOG
 from .queue import ScanQueue
 from .slots import slots_for
+from .slotworker import SlotOptions, SlotWorker, spawn
 
 #: The supervisor's fd of the run directory's lock (closed in every forked worker).
 _LOCK_FD: int | None = None
 
 
 class _Supervisor:
-    """Forks workers, reaps them, records outcomes. Single-threaded (it forks)."""
+    """Hands scans to its slot workers, records outcomes. Single-threaded (it forks)."""
 
     def __init__(self, run: RunDir, *, jobs: int | None, scratch: str | None, force: bool,
                  keep_scratch: bool = False):
@@ -51,23 +57,27 @@ class _Supervisor:
         self.ledger = Ledger.open(run.ledger_path)
         self.jobs = jobs
         self.scratch = scratch
-        self.keep_scratch = keep_scratch
-        self.force = force
+        self.options = SlotOptions(scratch=Path(scratch) if scratch else None, force=force,
+                                   keep_scratch=keep_scratch)
         self.cancelling = False
-        self.children: dict[int, tuple[Spec, int]] = {}  # pid -> (spec, attempt)
+        self.workers: dict[int, SlotWorker] = {}  # pid -> its slot worker
+        self.children: dict[int, tuple[Spec, int]] = {}  # the group step: pid -> (spec, 1)
+
+    def _pids(self) -> list[int]:
+        return [*self.workers, *self.children]
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         if self.cancelling:
             return
         self.cancelling = True
-        for pid in list(self.children):
+        for pid in self._pids():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
         signal.signal(signal.SIGALRM, self._kill_all)
         signal.alarm(int(GRACE_SECONDS))
 
     def _kill_all(self, _signum: int, _frame: Any) -> None:
-        for pid in list(self.children):
+        for pid in self._pids():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
 
@@ -77,22 +87,21 @@ class _Supervisor:
         os.environ.update(with_own_bin_on_path(os.environ))
         self.ledger.set_meta("supervisor_pid", os.getpid())
         self._clean_scratch()
-        # Ids only, a page at a time: a spec is read when its scan starts (queue.py).
+        # Ids only, a page at a time: a worker reads a spec when its scan starts (queue.py).
         queue = ScanQueue(self.ledger)
         first = self._first_spec(queue.peek())
         slots = self.jobs or (slots_for(first) if first else 1)
         # Every spec of a run has the same dataset and output (a group step alone: no spec).
         _preload_worker(s3=first is None or any(
             u.startswith("s3://") for u in (first.dataset, first.output)))
-        while (queue or self.children) and not (self.cancelling and not self.children):
-            outcomes: list[_Outcome] = []
-            if self.children:
-                outcomes = self._reap(queue)
+        while (queue or self._busy()) and not (self.cancelling and not self._busy()):
+            outcomes = self._wait(queue) if self.workers else []
             starts: list[_Started] = []
-            while queue and len(self.children) < slots and not self.cancelling:
-                started = self._start(queue.pop())
-                if started is not None:
-                    starts.append(started)
+            while queue and not self.cancelling:
+                worker = self._idle(slots)
+                if worker is None:
+                    break
+                starts.append(self._start(worker, queue.pop()))
             # One transaction a round: what ended and what began (one commit, not three a
             # scan). A supervisor killed before it commits leaves those scans active in the
             # ledger; the next poll records them as stopped, and the markers say what is done.
@@ -101,6 +110,7 @@ class _Supervisor:
                     outcome.record(self.ledger)
                 for began in starts:
                     began.record(self.ledger)
+        self._stop_workers()
         if self.cancelling:
             left = [r.scan_id for r in self.ledger.scans(states=(ScanState.SUBMITTED,))]
             if left:
@@ -111,6 +121,22 @@ class _Supervisor:
             return EX_INTERRUPTED
         self._group()
         return 0
+
+    def _busy(self) -> bool:
+        return any(w.busy for w in self.workers.values())
+
+    def _idle(self, slots: int) -> SlotWorker | None:
+        """An idle slot worker, a new one while there are free slots, else None."""
+        for worker in self.workers.values():
+            if not worker.busy:
+                return worker
+        if len(self.workers) >= slots:
+            return None
+        extra = (_LOCK_FD,) if _LOCK_FD is not None else ()
+        worker = spawn(self.run, options=self.options, others=list(self.workers.values()),
+                       close_in_child=extra)
+        self.workers[worker.pid] = worker
+        return worker
 
     def _first_spec(self, scan_id: str | None) -> Spec | None:
         if scan_id is None:
@@ -129,57 +155,63 @@ class _Supervisor:
         for root in clean_dead_scratch(base):
             print(f"removed the scratch folder of a dead worker: {root}", flush=True)
 
-    def _start(self, scan_id: str) -> _Started | None:
-        """Fork the scan's worker; what to record (or its failure, recorded now)."""
-        try:
-            spec = self.run.spec(scan_id)
-        except (BidsbatchError, OSError) as exc:
-            # One unreadable spec fails its scan, not the run (specs are read as they start).
-            reason = exc.message if isinstance(exc, BidsbatchError) else str(exc)
-            with self.ledger.transaction():
-                self.ledger.start_attempt(scan_id)
-                self.ledger.finish_attempt(scan_id, state=ScanState.FAILED, exit_code=2,
-                                           reason=f"cannot read the spec: {reason}")
-            return None
+    def _start(self, worker: SlotWorker, scan_id: str) -> _Started:
+        """Hand the scan to an idle worker; what to record."""
         attempt = self.ledger.attempt_count(scan_id) + 1
-        log = self.run.log_path(scan_id)
-        job = WorkerJob(spec=str(self.run.spec_path(scan_id)), attempt=attempt,
-                        job_id=f"local:{scan_id}:{attempt}",
-                        scratch=Path(self.scratch) if self.scratch else None, force=self.force,
-                        keep_scratch=self.keep_scratch)
         started_at = self.ledger.now()
-        # The forked worker gets the spec already read (run_job reads none).
-        pid = _fork(lambda: run_job(job, loaded=spec), log,
-                    header=f"bidsbatch worker: attempt {attempt}")
-        self.children[pid] = (spec, attempt)
-        return _Started(scan_id, pid=pid, log=str(log), started_at=started_at)
+        worker.assign(scan_id, attempt)
+        return _Started(scan_id, pid=worker.pid, log=str(self.run.log_path(scan_id)),
+                        started_at=started_at)
 
-    def _reap(self, queue: ScanQueue) -> list[_Outcome]:
-        """Wait for a worker to end, then take every other that ended too."""
+    def _wait(self, queue: ScanQueue) -> list[_Outcome]:
+        """Wait for a worker to answer (or end), then take every answer that is there."""
+        poller = select.poll()
+        by_fd = {w.results: w for w in self.workers.values()}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
         outcomes: list[_Outcome] = []
-        flags = 0
-        while self.children:
-            try:
-                pid, status, rusage = os.wait4(-1, flags)
-            except ChildProcessError:
-                self.children.clear()
-                break
-            if pid == 0:  # none other has ended
-                break
-            flags = os.WNOHANG
-            if pid in self.children:
-                outcomes.append(self._outcome(pid, status, rusage, queue))
+        for fd, _event in poller.poll():
+            worker = by_fd[fd]
+            scan_id, attempt = worker.scan_id, worker.attempt
+            results, ended = worker.read()
+            for result in results:
+                worker.cpu_reported += result.cpu_seconds
+                if result.error is not None:  # its spec could not be read: exit 2, said why
+                    outcomes.append(_Outcome(result.scan_id, exit_code=2,
+                                             cpu_seconds=result.cpu_seconds,
+                                             finished_at=self.ledger.now(),
+                                             reason=result.error))
+                    continue
+                outcomes.append(self._outcome(result.scan_id, attempt, result.exit_code,
+                                              result.cpu_seconds, result.attempts, queue))
+            if ended:
+                code, cpu = self._reap(worker)
+                if scan_id is not None and not results:  # it died during its scan
+                    outcomes.append(self._outcome(scan_id, attempt, code, cpu, 1, queue))
         return outcomes
 
-    def _outcome(self, pid: int, status: int, rusage: Any, queue: ScanQueue) -> _Outcome:
-        spec, attempt = self.children.pop(pid)
-        code = os.waitstatus_to_exitcode(status)
+    def _reap(self, worker: SlotWorker) -> tuple[int, float]:
+        """A worker that ended: its exit code and the CPU it used that it did not report."""
+        worker.close()
+        del self.workers[worker.pid]
+        try:
+            _pid, status, rusage = os.wait4(worker.pid, 0)
+        except ChildProcessError:
+            return 1, 0.0
+        cpu = rusage.ru_utime + rusage.ru_stime - worker.cpu_reported
+        return os.waitstatus_to_exitcode(status), max(0.0, cpu)
+
+    def _stop_workers(self) -> None:
+        for worker in list(self.workers.values()):
+            self._reap(worker)
+
+    def _outcome(self, scan_id: str, attempt: int, code: int, cpu: float, attempts: int,
+                 queue: ScanQueue) -> _Outcome:
         if code < 0:  # killed: it could not stop its app, whose children may live on
             from ...orphans import kill_attempt
 
-            kill_attempt(run_id=spec.run_id, scan_id=spec.scan_id, attempt=attempt)
-        cpu = rusage.ru_utime + rusage.ru_stime
-        done = _Outcome(spec.scan_id, exit_code=code, cpu_seconds=cpu,
+            kill_attempt(run_id=self.run_id, scan_id=scan_id, attempt=attempt)
+        done = _Outcome(scan_id, exit_code=code, cpu_seconds=cpu,
                         finished_at=self.ledger.now())
         if code == 0:
             return replace(done, state=ScanState.SUCCEEDED)
@@ -187,13 +219,17 @@ class _Supervisor:
             return replace(done, state=ScanState.CANCELLED, reason="cancelled by the user")
         if code == EX_CLAIMED:
             return replace(done, state=ScanState.SKIPPED,
-                           reason=_claimed_reason(self.run.log_path(spec.scan_id)))
-        if code == EX_TEMPFAIL and attempt < spec.attempts:
+                           reason=_claimed_reason(self.run.log_path(scan_id)))
+        if code == EX_TEMPFAIL and attempt < attempts:
             # A transient storage fault: retried, as Batch's retry strategy would.
-            queue.retry(spec.scan_id)
+            queue.retry(scan_id)
             return replace(done, state=ScanState.SUBMITTED, reason="transient fault, retrying")
         return replace(done, state=ScanState.FAILED,
-                       reason=_reason(code, self.run.log_path(spec.scan_id)))
+                       reason=_reason(code, self.run.log_path(scan_id)))
+
+    @functools.cached_property
+    def run_id(self) -> str:
+        return self.run.info().run_id
 
     def _group(self) -> None:
         if self.ledger.group().state != GroupState.SUBMITTED:
