@@ -49,6 +49,8 @@ def test_the_app_starts_through_setpriv_and_dies_with_its_parent(tmp_path: Path)
         "from bidsbatch.orphans import dying_with_parent\n"
         "argv, pre = dying_with_parent(['sleep', '60'], path=os.environ.get('PATH'))\n"
         "p = subprocess.Popen(argv, preexec_fn=pre)\n"
+        # Popen returns once setpriv is exec'd; it sets the signal, then execs sleep.
+        "while not os.readlink(f'/proc/{p.pid}/exe').endswith('sleep'): pass\n"
         f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
         "os.kill(os.getpid(), 9)\n"
     )

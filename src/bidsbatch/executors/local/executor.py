@@ -1,8 +1,8 @@
 """The local executor's client side: submit, poll, cancel and logs, from any process.
 
 ``submit`` starts a small supervisor process (``supervisor.py``), detached
-from the terminal, that forks one worker process per scan (at most as many
-at once as the CPUs and memory allow for the pipeline's resources, or
+from the terminal, that forks one long-lived worker per slot and hands each
+a scan at a time (``slotworker.py``; as many slots as the CPUs and memory allow for the pipeline's resources, or
 ``--jobs``), records each attempt in the ledger and runs the group step at
 the end. Because the supervisor is its own process, ``run --no-wait``
 returns at once, ``status`` and ``logs`` work from another terminal, and
