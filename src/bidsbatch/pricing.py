@@ -461,6 +461,16 @@ def run_cost_for(run: RunDir, ledger: Ledger, *, executor: Executor | None,
         ctx = CostContext(job=job_resources(info), priced=False,
                           assumptions=("not submitted: no times, no dollars",))
     else:
-        ctx = executor.cost_context(info=info, table=table or load_prices(), attempts=attempts)
+        if table is None:
+            table = load_prices() if _reads_prices(executor) else PriceTable()
+        ctx = executor.cost_context(info=info, table=table, attempts=attempts)
     return actual_run_cost(attempts, ctx, now=now or datetime.now(UTC), scan_ids=info.scans,
                            requests=requests)
+
+
+def _reads_prices(executor: Executor) -> bool:
+    """Whether ``executor`` prices attempts from a table (the base engine's times-only
+    context reads none: ``status`` of a local run loads no price file)."""
+    from .executors.base import Executor
+
+    return type(executor).cost_context is not Executor.cost_context

@@ -13,10 +13,9 @@ import statistics
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -26,6 +25,9 @@ from .cost import duration
 from .ledger import ScanRecord
 from .runner import Snapshot
 from .states import ACTIVE, STATES, ScanState
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 STATE_STYLE = {
     ScanState.PLANNED: "dim", ScanState.SUBMITTED: "cyan", ScanState.RUNNING: "blue",
@@ -113,9 +115,12 @@ class LiveProgress:
         self._last_logged = -1e9
         self._logged_counts: dict[str, int] | None = None
         self.interactive = console.is_terminal
-        self.live = Live(console=console, refresh_per_second=4, transient=False,
-                         redirect_stdout=False, redirect_stderr=False) if self.interactive \
-            else None
+        self.live: Live | None = None
+        if self.interactive:
+            from rich.live import Live  # a terminal's redraw; status's table needs none
+
+            self.live = Live(console=console, refresh_per_second=4, transient=False,
+                             redirect_stdout=False, redirect_stderr=False)
 
     def __enter__(self) -> LiveProgress:
         if self.live:

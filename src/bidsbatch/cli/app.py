@@ -21,6 +21,7 @@ from .coercion import lighten
 from .helpnames import tidy_help
 from .lazy import LazyCommand, LazyGroup
 from .multivalue import spread_values
+from .outcome import print_unexpected
 
 #: Every command family registers itself; this is the one list of the commands (the order
 #: of ``--help``), with the module whose ``register`` adds each and the first paragraph
@@ -162,11 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(exc.exit_code)  # type: ignore[attr-defined]
         if debug:
             raise
-        err_console.print(
-            f"[bold red]error:[/] unexpected {type(exc).__name__}: {_escape(str(exc))}",
-            highlight=False, soft_wrap=True,
-        )
-        err_console.print("  [dim]hint:[/] rerun with --debug for the traceback")
+        print_unexpected(exc)
         return 1
     return 0
 
@@ -180,12 +177,6 @@ def _is_click_exception(exc: BaseException) -> bool:
     """
     return any(c.__name__ == "ClickException" for c in type(exc).__mro__) \
         and hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def run() -> None:

@@ -8,20 +8,19 @@ process (the demo; AWS Batch, whose job already is the image).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import import_module
 from pathlib import Path
 
 from ..errors import UsageError
-from .apptainer import ApptainerRuntime
 from .base import ContainerRuntime
-from .docker import DockerRuntime
-from .none import NoRuntime
-from .podman import PodmanRuntime
 
-RUNTIMES: dict[str, type[ContainerRuntime]] = {
-    "docker": DockerRuntime,
-    "podman": PodmanRuntime,
-    "apptainer": ApptainerRuntime,
-    "none": NoRuntime,
+#: Each runtime's ``module:class``, imported when that runtime is used (reading a spec's
+#: container settings imports this package, and needs no runtime).
+RUNTIMES: dict[str, str] = {
+    "docker": "docker:DockerRuntime",
+    "podman": "podman:PodmanRuntime",
+    "apptainer": "apptainer:ApptainerRuntime",
+    "none": "none:NoRuntime",
 }
 #: The order the default is looked for in: HPC sites have Apptainer, workstations the others.
 DETECTION_ORDER = ("apptainer", "podman", "docker")
@@ -33,14 +32,21 @@ def make_runtime(name: str, *, command: list[str] | None = None,
     """The runtime called ``name``, with its client ``command`` and base environment."""
     import os
 
-    cls = RUNTIMES.get(name)
-    if cls is None:
+    cls = runtime_class(name)
+    env = dict(os.environ if environ is None else environ)
+    if name == "apptainer":
+        return cls(command=command, base_env=env, image_cache=image_cache)  # type: ignore[call-arg]
+    return cls(command=command, base_env=env)
+
+
+def runtime_class(name: str) -> type[ContainerRuntime]:
+    """The class of the runtime called ``name`` (its module imported now)."""
+    where = RUNTIMES.get(name)
+    if where is None:
         raise UsageError(f"unknown container runtime {name!r}",
                          hint=f"use one of {', '.join(RUNTIMES)}")
-    env = dict(os.environ if environ is None else environ)
-    if cls is ApptainerRuntime:
-        return ApptainerRuntime(command=command, base_env=env, image_cache=image_cache)
-    return cls(command=command, base_env=env)
+    module, _, cls = where.partition(":")
+    return getattr(import_module(f"{__package__}.{module}"), cls)
 
 
 def detect_runtime(commands: Mapping[str, list[str]] | None = None,
