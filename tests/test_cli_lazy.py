@@ -80,7 +80,7 @@ def test_top_level_help_is_made_from_the_table_without_importing_the_commands() 
     assert set(commands) <= {"bidsbatch.cli.app", "bidsbatch.cli.coercion",
                              "bidsbatch.cli.entry", "bidsbatch.cli.helpnames",
                              "bidsbatch.cli.helpoption", "bidsbatch.cli.lazy",
-                             "bidsbatch.cli.multivalue"}, commands
+                             "bidsbatch.cli.multivalue", "bidsbatch.cli.outcome"}, commands
     assert _loaded(modules, NEVER) == []
     code, eager, modules = _in_process("--everything", "--help")
     assert code == 0 and "bidsbatch.cli.aws" in modules

@@ -2,8 +2,8 @@
 
 ``submit`` starts a small supervisor process (``supervisor.py``), detached
 from the terminal, that forks one long-lived worker per slot and hands each
-a scan at a time (``slotworker.py``; as many slots as the CPUs and memory allow for the pipeline's resources, or
-``--jobs``), records each attempt in the ledger and runs the group step at
+a scan at a time (``slotworker.py``; as many slots as the CPUs and memory
+allow for the pipeline's resources, or ``--jobs``), records each attempt in the ledger and runs the group step at
 the end. Because the supervisor is its own process, ``run --no-wait``
 returns at once, ``status`` and ``logs`` work from another terminal, and
 ``cancel`` (or Ctrl-C in ``run``) stops it: it sends SIGTERM to every
