@@ -4,11 +4,11 @@
 from the terminal, that forks one long-lived worker per slot and hands each
 a scan at a time (``slotworker.py``; as many slots as the CPUs and memory
 allow for the pipeline's resources, or ``--jobs``), records each attempt in
-the ledger and runs the group step at the end. Because the supervisor is its own process, ``run --no-wait``
-returns at once, ``status`` and ``logs`` work from another terminal, and
-``cancel`` (or Ctrl-C in ``run``) stops it: it sends SIGTERM to every
-worker's process group (a busy worker stops its app), waits a grace period, then
-SIGKILL.
+the ledger and runs the group step at the end. Because the supervisor is its
+own process, ``run --no-wait`` returns at once, ``status`` and ``logs`` work
+from another terminal, and ``cancel`` (or Ctrl-C in ``run``) stops it: it
+sends SIGTERM to every worker's process group (a busy worker stops its app),
+waits a grace period, then SIGKILL.
 """
 
 from __future__ import annotations
